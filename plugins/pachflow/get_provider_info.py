@@ -1,0 +1,50 @@
+"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from pachflow import __version__
+
+
+def get_provider_info() -> dict:
+    """Describe the pachflow provider: the ``pachyderm`` connection type and its UI form."""
+    return {
+        "package-name": "pachflow",
+        "name": "pachflow (Pachyderm + MLflow)",
+        "description": "Pachyderm hooks, operators, sensors and triggers with two-way MLflow lineage.",
+        "versions": [__version__],
+        "connection-types": [
+            {
+                "connection-type": "pachyderm",
+                "hook-class-name": "pachflow.hooks.pachyderm.PachydermHook",
+                "hook-name": "Pachyderm",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "login"],
+                    "relabeling": {"host": "pachd address", "port": "pachd port", "password": "Auth token"},
+                    "placeholders": {"host": "localhost or pachd.pachyderm.svc", "port": "30650"},
+                },
+                "conn-fields": {
+                    "project": {
+                        "label": "Project",
+                        "description": "Pachyderm project of the repos and pipelines",
+                        "schema": {"type": ["string", "null"], "default": "default"},
+                    },
+                    "tls": {
+                        "label": "Use TLS",
+                        "description": "Connect with grpcs (TLS)",
+                        "schema": {"type": ["boolean", "null"], "default": False},
+                    },
+                    "kubernetes_conn_id": {
+                        "label": "Kubernetes connection",
+                        "description": "Find pachd through this Kubernetes connection instead of host/port",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "namespace": {
+                        "label": "Kubernetes namespace",
+                        "description": "Namespace of the pachd Service (with a Kubernetes connection)",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                },
+            }
+        ],
+        "asset-uris": [{"schemes": ["pachyderm"], "handler": None}],
+    }

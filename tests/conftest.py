@@ -1,0 +1,32 @@
+"""Test-session setup shared by every test.
+
+Airflow reads its configuration from the environment when first imported, so the isolated
+AIRFLOW_HOME and folders are set here, before any test module imports Airflow.
+Fixtures for the real services live in tests/fixtures/ (one module per service).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="pachflow-test-airflow-"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
+# Tests must never talk to a developer's own services by accident.
+for _var in ("PACHD_ADDRESS", "MLFLOW_TRACKING_URI", "AIRFLOW_CONN_PACHYDERM_DEFAULT", "AIRFLOW_CONN_MLFLOW_DEFAULT"):
+    os.environ.pop(_var, None)
+
+pytest_plugins = [
+    "tests.fixtures.pachd",
+    "tests.fixtures.mlflow_server",
+    "tests.fixtures.spark",
+    "tests.fixtures.airflow",
+]
