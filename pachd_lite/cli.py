@@ -7,7 +7,9 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pachd-lite", description="A local server for Pachyderm's gRPC API.")
+    parser = argparse.ArgumentParser(
+        prog="pachd-lite", description="A local server for Pachyderm's gRPC API."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the Pachyderm API")
     serve.add_argument("--root", default=".local/pachd", help="storage folder (default .local/pachd)")

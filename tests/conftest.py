@@ -21,7 +21,12 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
 # Tests must never talk to a developer's own services by accident.
-for _var in ("PACHD_ADDRESS", "MLFLOW_TRACKING_URI", "AIRFLOW_CONN_PACHYDERM_DEFAULT", "AIRFLOW_CONN_MLFLOW_DEFAULT"):
+for _var in (
+    "PACHD_ADDRESS",
+    "MLFLOW_TRACKING_URI",
+    "AIRFLOW_CONN_PACHYDERM_DEFAULT",
+    "AIRFLOW_CONN_MLFLOW_DEFAULT",
+):
     os.environ.pop(_var, None)
 
 pytest_plugins = [

@@ -41,7 +41,9 @@ def main() -> int:
         print(f"error: Java not found. PySpark 4 needs Java {MIN_JAVA}+.\n{HOW_TO_INSTALL}", file=sys.stderr)
         return 1
     if major < MIN_JAVA:
-        print(f"error: found Java {major}; PySpark 4 needs Java {MIN_JAVA}+.\n{HOW_TO_INSTALL}", file=sys.stderr)
+        print(
+            f"error: found Java {major}; PySpark 4 needs Java {MIN_JAVA}+.\n{HOW_TO_INSTALL}", file=sys.stderr
+        )
         return 1
     return 0
 

@@ -1,0 +1,65 @@
+"""One place for the SparkSession settings of the pipeline jobs (one machine, local mode).
+
+Every job takes an existing session in its library function (so tests share one) and builds
+its own with :func:`build_session` in ``main``. Settings can be overridden from the
+environment, which is how a Pachyderm spec's ``transform.env`` tunes a pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def build_session(
+    app_name: str,
+    *,
+    master: str | None = None,
+    shuffle_partitions: int | None = None,
+    driver_memory: str | None = None,
+) -> SparkSession:
+    """Build (or reuse) a local SparkSession tuned for one machine.
+
+    Local mode runs executors inside the driver JVM, so ``spark.driver.memory`` is the heap for
+    everything; few shuffle partitions avoid hundreds of tiny tasks on a couple of cores; the UI
+    and event log are off because nothing looks at them inside a pipeline worker.
+    Environment overrides: SPARK_MASTER, SPARK_SHUFFLE_PARTITIONS, SPARK_DRIVER_MEMORY.
+    """
+    # Import here: spark_jobs modules must import cheaply (e.g. `pachflow generate` needs no JVM).
+    from pyspark.sql import SparkSession
+
+    master = master or _env("SPARK_MASTER", "local[*]")
+    shuffle = shuffle_partitions or int(_env("SPARK_SHUFFLE_PARTITIONS", "8"))
+    memory = driver_memory or _env("SPARK_DRIVER_MEMORY", "3g")
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(master)
+        .config("spark.driver.memory", memory)
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.eventLog.enabled", "false")
+        .config("spark.sql.shuffle.partitions", str(shuffle))
+        .config("spark.default.parallelism", str(shuffle))
+        .config("spark.sql.adaptive.enabled", "true")
+        .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.files.maxPartitionBytes", str(64 * 1024 * 1024))
+        # Parquet files from split are written by pyarrow; let Spark trust their schema as-is.
+        .config("spark.sql.parquet.mergeSchema", "false")
+    )
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel(_env("SPARK_LOG_LEVEL", "WARN"))
+    return session
