@@ -1,0 +1,1 @@
+"""Pipeline system (PPS) of pachd-lite: specs, datums, running user code, jobs."""

@@ -1,0 +1,446 @@
+"""Datums from a pipeline's input, with pachd 2.12's identity and hashing rules.
+
+Public API (stable; the PPS core calls it):
+
+    compute_datums(input: pps.Input,
+                   list_matches: Callable[[PfsInputRef, str], list[Match]],
+                   salt: str,
+                   *, commit_of: Callable[[PfsInputRef], str] | None = None) -> list[Datum]
+        One datum per glob match of each PFS input; cross = Cartesian product, union =
+        concatenation, join on `join_on` (with `outer_join`), group by `group_by`. An empty match
+        gives zero datums (a cross with an empty side gives zero). Order is deterministic.
+        `list_matches(ref, glob)` must return what pachd's GlobFile returns for `ref`'s commit:
+        paths with a leading "/", directories with a trailing "/", and each entry's content hash.
+        `commit_of(ref)` names the input commit the job reads (used for `<input>_COMMIT` and
+        `DatumInput.commit`); without it `ref.commit` stays "" and `list_matches` resolves the
+        branch head itself.
+    datum_id(inputs) -> str            common.DatumID: BLAKE2b-256 over name/repo/branch/path
+    datum_hash(id, inputs, salt) -> str common.HashDatum: BLAKE2b-256(id || file hashes || salt)
+    datum_env(datum, pfs_root="/pfs") -> dict[str, str]
+        The per-datum variables pachd sets: `<input>`, `<input>_COMMIT`,
+        `PACH_DATUM_<input>_JOIN_ON`, `PACH_DATUM_<input>_GROUP_BY`, `PACH_DATUM_ID`.
+    compile_glob(pattern) -> re.Pattern  pachd's glob dialect (ohmyglob, "/" separator) with
+        capture groups; usable for GlobFile too. `glob_replace(pattern, path, template)` expands
+        `$1`/`${1}` like ohmyglob's Replace.
+    normalize_pfs_input(pfs) -> pps.PfsInput  the defaults pachd applies (name=repo, branch
+        master, project default, repo_type user).
+
+Differences from pachd: inputs marked `reference` do not contribute their file hash to the datum
+hash (see DESIGN/reference notes); a datum repeated across union branches is kept once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+
+import betterproto
+from pachyderm_sdk.api import pps
+
+__all__ = [
+    "Datum",
+    "DatumInput",
+    "Match",
+    "PfsInputRef",
+    "compile_glob",
+    "compute_datums",
+    "datum_env",
+    "datum_hash",
+    "datum_id",
+    "glob_replace",
+    "normalize_pfs_input",
+]
+
+
+@dataclass(frozen=True)
+class PfsInputRef:
+    """One PFS input of a pipeline, as the job reads it."""
+
+    name: str
+    project: str
+    repo: str
+    branch: str
+    commit: str = ""
+    repo_type: str = "user"
+
+
+@dataclass(frozen=True)
+class Match:
+    """One GlobFile result: `path` as pachd returns it ("/a.csv", "/dir/"), `hash` in hex."""
+
+    path: str
+    hash: str
+    is_dir: bool = False
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class DatumInput:
+    """One input file (or directory) of a datum; mounted at /pfs/<name>/<path>."""
+
+    name: str
+    project: str
+    repo: str
+    branch: str
+    commit: str
+    path: str
+    file_hash: str
+    is_dir: bool = False
+    size: int = 0
+    join_on: str = ""
+    outer_join: bool = False
+    group_by: str = ""
+    lazy: bool = False
+    empty_files: bool = False
+    reference: bool = False
+
+
+@dataclass(frozen=True)
+class Datum:
+    """A unit of work: `id` is content-independent, `hash` changes iff content or salt changes."""
+
+    id: str
+    hash: str
+    inputs: tuple[DatumInput, ...] = field(default_factory=tuple)
+
+
+# --- identity and hashing (common.DatumID / common.HashDatum) ------------------------------------
+
+
+def _blake2b256() -> hashlib._Hash:
+    return hashlib.blake2b(digest_size=32)
+
+
+def datum_id(inputs: Sequence[DatumInput]) -> str:
+    """Hex BLAKE2b-256 over each input's name, repo, branch and path, each followed by its
+    length as a big-endian int64 (pachd's common.DatumID byte layout)."""
+    h = _blake2b256()
+    for inp in inputs:
+        for part in (inp.name, inp.repo, inp.branch, inp.path):
+            data = part.encode()
+            h.update(data)
+            h.update(len(data).to_bytes(8, "big", signed=True))
+    return h.hexdigest()
+
+
+def datum_hash(id_: str, inputs: Sequence[DatumInput], salt: str) -> str:
+    """Hex BLAKE2b-256(datum id (hex text) || raw file hash bytes of each input || salt)."""
+    h = _blake2b256()
+    h.update(id_.encode())
+    for inp in inputs:
+        if inp.reference:
+            continue
+        h.update(_hash_bytes(inp.file_hash))
+    h.update(salt.encode())
+    return h.hexdigest()
+
+
+def _hash_bytes(file_hash: str) -> bytes:
+    try:
+        return bytes.fromhex(file_hash)
+    except ValueError:
+        # Not hex (a core may use another digest text); still content-dependent.
+        return file_hash.encode()
+
+
+def _make_datum(inputs: Sequence[DatumInput], salt: str) -> Datum:
+    id_ = datum_id(inputs)
+    return Datum(id=id_, hash=datum_hash(id_, inputs, salt), inputs=tuple(inputs))
+
+
+# --- glob dialect (pachyderm/ohmyglob with "/" as separator) --------------------------------------
+
+
+class GlobSyntaxError(ValueError):
+    """A glob pattern that pachd's glob library would not compile."""
+
+
+def clean_glob(pattern: str) -> str:
+    """pfsfile.CleanPath: absolute, no duplicate or trailing slashes."""
+    cleaned = os.path.normpath("/" + pattern.strip())
+    return "/" + cleaned.lstrip("/")
+
+
+@lru_cache(maxsize=256)
+def compile_glob(pattern: str) -> re.Pattern[str]:
+    """Compile a glob to an anchored regex. `*` and `?` stop at "/", `**` does not; `[..]`,
+    `[!..]`, `{a,b}` as usual; `(a|b)`, `@(..)`, `*(..)`, `+(..)`, `?(..)`, `!(..)` are capture
+    groups (referenced as `$1`... by join_on/group_by)."""
+    parser = _GlobParser(clean_glob(pattern))
+    body = parser.parse_sequence(stop="")
+    if parser.pos != len(parser.text):
+        raise GlobSyntaxError(f"glob {pattern!r}: unexpected {parser.text[parser.pos]!r} at {parser.pos}")
+    try:
+        return re.compile(r"\A" + body + r"\Z", re.DOTALL)
+    except re.error as e:
+        raise GlobSyntaxError(f"glob {pattern!r}: {e}") from e
+
+
+class _GlobParser:
+    _SEP_DOT = "[^/]"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def _peek(self, offset: int = 0) -> str:
+        i = self.pos + offset
+        return self.text[i] if i < len(self.text) else ""
+
+    def parse_sequence(self, stop: str) -> str:
+        out: list[str] = []
+        while self.pos < len(self.text):
+            c = self._peek()
+            if c in stop:
+                break
+            if c == "\\" and self._peek(1):
+                out.append(re.escape(self._peek(1)))
+                self.pos += 2
+            elif c in "@*+?!" and self._peek(1) == "(":
+                self.pos += 2
+                out.append(self._capture(c))
+            elif c == "(":
+                self.pos += 1
+                out.append(self._capture("@"))
+            elif c == "*" and self._peek(1) == "*":
+                self.pos += 2
+                out.append(".*")
+            elif c == "*":
+                self.pos += 1
+                out.append(self._SEP_DOT + "*")
+            elif c == "?":
+                self.pos += 1
+                out.append(self._SEP_DOT)
+            elif c == "[":
+                out.append(self._char_class())
+            elif c == "{":
+                self.pos += 1
+                out.append(self._any_of())
+            else:
+                out.append(re.escape(c))
+                self.pos += 1
+        return "".join(out)
+
+    def _alternatives(self, sep: str, close: str) -> list[str]:
+        alts = []
+        while True:
+            alts.append(self.parse_sequence(stop=sep + close))
+            c = self._peek()
+            if c == sep:
+                self.pos += 1
+                continue
+            if c == close:
+                self.pos += 1
+                return alts
+            raise GlobSyntaxError(f"glob {self.text!r}: missing {close!r}")
+
+    def _capture(self, quantifier: str) -> str:
+        body = "|".join(self._alternatives("|", ")"))
+        if quantifier == "@":
+            return f"({body})"
+        if quantifier == "!":
+            return f"((?:(?!(?:{body})(?:/|\\Z)){self._SEP_DOT})*)"
+        return f"((?:{body}){quantifier})"
+
+    def _any_of(self) -> str:
+        return "(?:" + "|".join(self._alternatives(",", "}")) + ")"
+
+    def _char_class(self) -> str:
+        end = self.text.find("]", self.pos + 2)
+        if end < 0:
+            raise GlobSyntaxError(f"glob {self.text!r}: missing ']'")
+        inner = self.text[self.pos + 1 : end]
+        self.pos = end + 1
+        negate = inner.startswith("!") or inner.startswith("^")
+        if negate:
+            inner = inner[1:]
+        if len(inner) == 3 and inner[1] == "-":
+            chars = f"{re.escape(inner[0])}-{re.escape(inner[2])}"
+        else:
+            chars = "".join(re.escape(ch) for ch in inner)
+        return f"[{'^' if negate else ''}{chars}]"
+
+
+_TEMPLATE_RE = re.compile(r"\$(?:\{(\d+)\}|(\d+)|(\$))")
+
+
+def glob_replace(pattern: str, path: str, template: str) -> str:
+    """ohmyglob Replace on the path without its trailing "/": expand `$N`/`${N}` (`$$` = "$")
+    from the glob's capture groups; the path is returned unchanged if it does not match."""
+    if not template:
+        return ""
+    p = path.rstrip("/")
+    m = compile_glob(pattern).match(p)
+    if m is None:
+        return p
+
+    def expand(t: re.Match[str]) -> str:
+        if t.group(3):
+            return "$"
+        n = int(t.group(1) or t.group(2))
+        if n > (m.re.groups or 0):
+            return ""
+        return m.group(n) or ""
+
+    return _TEMPLATE_RE.sub(expand, template)
+
+
+# --- inputs -> datums ------------------------------------------------------------------------------
+
+
+def normalize_pfs_input(pfs_input: pps.PfsInput) -> pps.PfsInput:
+    """A copy of `pfs_input` with pachd's defaults filled in."""
+    return replace(
+        pfs_input,
+        name=pfs_input.name or pfs_input.repo,
+        branch=pfs_input.branch or "master",
+        project=pfs_input.project or "default",
+        repo_type=pfs_input.repo_type or "user",
+    )
+
+
+def _has(msg: object) -> bool:
+    if msg is None:
+        return False
+    return bool(betterproto.serialized_on_wire(msg)) or bool(msg)
+
+
+def compute_datums(
+    input: pps.Input,
+    list_matches: Callable[[PfsInputRef, str], list[Match]],
+    salt: str,
+    *,
+    commit_of: Callable[[PfsInputRef], str] | None = None,
+) -> list[Datum]:
+    """All datums of `input` (see module docstring)."""
+    rows = _rows(input, list_matches, commit_of)
+    seen: set[str] = set()
+    datums: list[Datum] = []
+    for row in rows:
+        d = _make_datum(row, salt)
+        if d.id in seen:
+            continue
+        seen.add(d.id)
+        datums.append(d)
+    return datums
+
+
+Row = tuple[DatumInput, ...]
+
+
+def _rows(
+    input: pps.Input,
+    list_matches: Callable[[PfsInputRef, str], list[Match]],
+    commit_of: Callable[[PfsInputRef], str] | None,
+) -> list[Row]:
+    def _sub(children: list[pps.Input]) -> list[list[Row]]:
+        return [_rows(c, list_matches, commit_of) for c in children]
+
+    if _has(input.pfs):
+        return _pfs_rows(input.pfs, list_matches, commit_of)
+    if input.cross:
+        return [
+            tuple(itertools.chain.from_iterable(combo)) for combo in itertools.product(*_sub(input.cross))
+        ]
+    if input.union:
+        return [row for sub in _sub(input.union) for row in sub]
+    if input.join:
+        return _join(_sub(input.join))
+    if input.group:
+        return _group(_sub(input.group))
+    if _has(input.cron):
+        raise ValueError("pachd-lite does not support cron inputs; use a real Pachyderm cluster")
+    raise ValueError("input has no pfs, cross, union, join or group")
+
+
+def _pfs_rows(
+    pfs_input: pps.PfsInput,
+    list_matches: Callable[[PfsInputRef, str], list[Match]],
+    commit_of: Callable[[PfsInputRef], str] | None,
+) -> list[Row]:
+    p = normalize_pfs_input(pfs_input)
+    ref = PfsInputRef(name=p.name, project=p.project, repo=p.repo, branch=p.branch, repo_type=p.repo_type)
+    if commit_of is not None:
+        ref = replace(ref, commit=commit_of(ref))
+    glob = clean_glob(p.glob)
+    rows: list[Row] = []
+    for m in sorted(list_matches(ref, glob), key=lambda m: m.path):  # GlobFile order: by path
+        rows.append(
+            (
+                DatumInput(
+                    name=p.name,
+                    project=p.project,
+                    repo=p.repo,
+                    branch=p.branch,
+                    commit=ref.commit,
+                    path=m.path,
+                    file_hash=m.hash,
+                    is_dir=m.is_dir,
+                    size=m.size,
+                    join_on=glob_replace(glob, m.path, p.join_on),
+                    outer_join=p.outer_join,
+                    group_by=glob_replace(glob, m.path, p.group_by),
+                    lazy=p.lazy,
+                    empty_files=p.empty_files,
+                    reference=p.reference,
+                ),
+            )
+        )
+    return rows
+
+
+def _key_order(key: str) -> str:
+    # pachd sorts join/group keys by the hex BLAKE2b-256 of the key (they are file-set paths).
+    h = _blake2b256()
+    h.update(key.encode())
+    return h.hexdigest()
+
+
+def _keyed(sub_rows: Iterable[Row], attr: str) -> dict[str, list[DatumInput]]:
+    by_key: dict[str, list[DatumInput]] = {}
+    for row in sub_rows:
+        for inp in row:
+            by_key.setdefault(getattr(inp, attr), []).append(inp)
+    return by_key
+
+
+def _join(subs: list[list[Row]]) -> list[Row]:
+    keyed = [_keyed(rows, "join_on") for rows in subs]
+    all_keys = sorted({k for kd in keyed for k in kd}, key=_key_order)
+    out: list[Row] = []
+    for key in all_keys:
+        present = [kd[key] for kd in keyed if key in kd]
+        for combo in itertools.product(*present):
+            if len(combo) == len(subs):
+                out.append(tuple(combo))
+                continue
+            kept = tuple(inp for inp in combo if inp.outer_join)
+            if kept:
+                out.append(kept)
+    return out
+
+
+def _group(subs: list[list[Row]]) -> list[Row]:
+    keyed = [_keyed(rows, "group_by") for rows in subs]
+    all_keys = sorted({k for kd in keyed for k in kd}, key=_key_order)
+    return [tuple(inp for kd in keyed for inp in kd.get(key, ())) for key in all_keys]
+
+
+def datum_env(datum: Datum, pfs_root: str = "/pfs") -> dict[str, str]:
+    """Per-datum environment as pachd's driver.UserCodeEnv sets it (later inputs with the same
+    name, e.g. in a group, override earlier ones, as with duplicate exec env entries)."""
+    env: dict[str, str] = {}
+    for inp in datum.inputs:
+        env[inp.name] = os.path.normpath(os.path.join(pfs_root, inp.name, inp.path.lstrip("/")))
+        env[f"{inp.name}_COMMIT"] = inp.commit
+        if inp.join_on:
+            env[f"PACH_DATUM_{inp.name}_JOIN_ON"] = inp.join_on
+        if inp.group_by:
+            env[f"PACH_DATUM_{inp.name}_GROUP_BY"] = inp.group_by
+    env["PACH_DATUM_ID"] = datum.id
+    return env

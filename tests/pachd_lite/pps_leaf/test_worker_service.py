@@ -1,0 +1,163 @@
+"""Datum batching with a real user process using pachyderm_sdk.batch_all_datums
+(pachd_lite.pps.worker_service); the SDK's own Worker client talks to our gRPC service."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+from pachyderm_sdk.api import pps
+from pachyderm_sdk.api.worker import WorkerStub
+
+from pachd_lite.pps.worker_service import PREMATURE_EXIT, DatumState, run_batched
+
+USER_CODE = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    from pachyderm_sdk import batch_all_datums
+
+    out = Path(sys.argv[1])
+    done = 0
+
+    @batch_all_datums
+    def process():
+        global done
+        value = Path(os.environ["nums"]).read_text().strip()
+        if value == "13":
+            raise ValueError("unlucky 13")
+        if value == os.environ.get("EXIT_AT"):
+            os._exit(7)
+        if value == os.environ.get("SLEEP_AT") and not os.path.exists(os.environ["SLEPT"]):
+            Path(os.environ["SLEPT"]).touch()
+            time.sleep(60)
+        (out / f"{value}.txt").write_text(f"{os.getpid()} {os.environ['PACH_DATUM_ID']}")
+        done += 1
+        print(f"processed {value}")
+
+    if __name__ == "__main__":
+        print(f"warming up once on port {os.environ['PPS_WORKER_GRPC_PORT']}", flush=True)
+        process()
+    """
+)
+
+
+class Harness:
+    """Plays the core engineer's part: swaps a datum's input in, collects /pfs/out after it."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.sandbox = tmp_path / "sandbox"
+        (self.sandbox / "pfs" / "out").mkdir(parents=True)
+        self.script = tmp_path / "user.py"
+        self.script.write_text(USER_CODE)
+        self.outputs: dict[int, dict[str, str]] = {}
+        self.errors: dict[int, str | None] = {}
+        self.logs: list[tuple[int | None, str]] = []
+
+    def prepare(self, d: int) -> dict[str, str]:
+        inp = self.sandbox / "pfs" / "nums"
+        shutil.rmtree(inp, ignore_errors=True)
+        inp.mkdir()
+        (inp / str(d)).write_text(str(d))
+        return {"nums": f"/pfs/nums/{d}", "PACH_DATUM_ID": f"datum-{d}"}
+
+    def finish(self, d: int, error: str | None) -> None:
+        out = self.sandbox / "pfs" / "out"
+        self.outputs[d] = {f.name: f.read_text() for f in out.iterdir()}
+        self.errors[d] = error
+        for f in out.iterdir():
+            f.unlink()
+
+    def run(self, datums: list[int], env: dict[str, str] | None = None, **kw):
+        t = pps.Transform(cmd=["python3", str(self.script), "/pfs/out"], datum_batching=True)
+        return run_batched(
+            t,
+            {"PACH_JOB_ID": "job1", **(env or {})},
+            self.sandbox,
+            datums,
+            self.prepare,
+            self.finish,
+            lambda line, d: self.logs.append((d, line)),
+            **kw,
+        )
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Harness:
+    return Harness(tmp_path)
+
+
+def test_fifty_datums_in_one_process_with_per_datum_errors(h: Harness):
+    datums = list(range(50))
+    r = h.run(datums)
+    assert r.error == "" and len(r.pids) == 1
+    by_datum = {o.datum: o for o in r.outcomes}
+    assert by_datum[13].state == DatumState.FAILED and "unlucky 13" in by_datum[13].error
+    assert h.errors[13] and "unlucky 13" in h.errors[13] and h.outputs[13] == {}
+    ok = [d for d in datums if d != 13]
+    assert all(by_datum[d].state == DatumState.SUCCESS for d in ok)
+    pids = {h.outputs[d][f"{d}.txt"].split()[0] for d in ok}
+    assert pids == {str(r.pids[0])}  # every datum written by the same process
+    assert all(h.outputs[d][f"{d}.txt"].split()[1] == f"datum-{d}" for d in ok)  # per-datum env via .env
+    assert sum(line.startswith("warming up once") for _, line in h.logs) == 1
+    assert (7, "processed 7") in h.logs  # log lines carry the datum in progress
+    assert not r.ok
+
+
+def test_premature_exit_fails_the_datum_and_leaves_the_rest(h: Harness):
+    r = h.run(list(range(6)), env={"EXIT_AT": "3"})
+    states = [o.state for o in r.outcomes]
+    assert states[:3] == [DatumState.SUCCESS] * 3
+    assert states[3] == DatumState.FAILED and PREMATURE_EXIT in r.outcomes[3].error
+    assert states[4:] == [DatumState.NOT_RUN] * 2
+    assert PREMATURE_EXIT in r.error and "exit code 7" in r.error
+    assert PREMATURE_EXIT in h.errors[3]
+
+
+def test_user_code_that_never_asks_for_a_datum(h: Harness, tmp_path: Path):
+    t = pps.Transform(cmd=["python3", "-c", "print('forgot to batch')"], datum_batching=True)
+    r = run_batched(t, {}, h.sandbox, [1, 2], h.prepare, h.finish)
+    assert PREMATURE_EXIT in r.error
+    assert [o.state for o in r.outcomes] == [DatumState.NOT_RUN] * 2
+    assert r.log_tail[0] == "forgot to batch"
+
+
+def test_datum_timeout_restarts_user_code_for_the_rest(h: Harness, tmp_path: Path):
+    r = h.run([1, 2, 3], env={"SLEEP_AT": "2", "SLEPT": str(tmp_path / "slept")}, datum_timeout=2)
+    assert [o.state for o in r.outcomes] == [DatumState.SUCCESS, DatumState.FAILED, DatumState.SUCCESS]
+    assert "timed out" in r.outcomes[1].error
+    assert r.error == "" and len(r.pids) == 2
+    assert r.outcomes[2].pid == r.pids[1]
+
+
+def test_cancel_kills_the_batch(h: Harness, tmp_path: Path):
+    cancel = threading.Event()
+    threading.Timer(1.0, cancel.set).start()
+    r = h.run([1, 2, 3], env={"SLEEP_AT": "1", "SLEPT": str(tmp_path / "slept")}, cancel=cancel)
+    assert "cancelled" in r.error
+    assert r.outcomes[0].state == DatumState.FAILED
+    assert [o.state for o in r.outcomes[1:]] == [DatumState.NOT_RUN] * 2
+
+
+def test_status_and_cancel_rpcs_answer_the_sdk_stub(h: Harness):
+    """Status/Cancel through the SDK's generated stub while the batch runs."""
+    seen: dict[str, object] = {}
+
+    def probe(line: str, d: int | None) -> None:
+        h.logs.append((d, line))
+        if line.startswith("warming up once on port "):
+            seen["port"] = int(line.rsplit(" ", 1)[1])
+        if line == "processed 1":
+            stub = WorkerStub(grpc.insecure_channel(f"localhost:{seen['port']}"))
+            seen["status"] = stub.status()
+            seen["cancel_other"] = stub.cancel(job_id="other-job").success
+
+    t = pps.Transform(cmd=["python3", str(h.script), "/pfs/out"], datum_batching=True)
+    r = run_batched(t, {"PACH_JOB_ID": "job1"}, h.sandbox, [1, 2], h.prepare, h.finish, probe)
+    assert r.ok, r
+    assert seen["status"].job_id == "job1"
+    assert seen["cancel_other"] is False
