@@ -1,0 +1,1 @@
+"""gRPC adapters: betterproto messages in and out, domain calls in between."""

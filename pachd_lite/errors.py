@@ -1,0 +1,27 @@
+"""Domain errors; the gRPC adapters map each class to a status code."""
+
+from __future__ import annotations
+
+
+class PachdError(Exception):
+    """Base class of every error the domain reports to clients."""
+
+
+class NotFound(PachdError):
+    pass
+
+
+class AlreadyExists(PachdError):
+    pass
+
+
+class InvalidArgument(PachdError):
+    pass
+
+
+class FailedPrecondition(PachdError):
+    pass
+
+
+class Unimplemented(PachdError):
+    pass

@@ -1,0 +1,1 @@
+"""The Pachyderm file system domain (no gRPC here)."""

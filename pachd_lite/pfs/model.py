@@ -1,0 +1,144 @@
+"""Plain domain values: references to resources and the information returned about them."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pachd_lite.storage.blobs import BlobStore
+from pachd_lite.storage.db import Database
+
+USER = "user"
+SPEC = "spec"
+META = "meta"
+
+ORIGIN_USER = 1
+ORIGIN_AUTO = 2
+
+STATE_STARTED = 1
+STATE_READY = 2
+STATE_FINISHING = 3
+STATE_FINISHED = 4
+
+
+@dataclass
+class PfsContext:
+    """What every PFS operation works on: the metadata DB and the blob store."""
+
+    db: Database
+    blobs: BlobStore
+    root: Path
+    # Called inside the write transaction with the row ids of new commits (PPS creates jobs here,
+    # so a job exists iff its output commit does, even across a crash).
+    new_commit_hooks: list[Callable[[sqlite3.Connection, list[int]], None]] = field(default_factory=list)
+
+    def run_new_commit_hooks(self, conn: sqlite3.Connection, commit_ids: list[int]) -> None:
+        if commit_ids:
+            for hook in self.new_commit_hooks:
+                hook(conn, commit_ids)
+
+
+@dataclass(frozen=True)
+class RepoRef:
+    project: str
+    name: str
+    type: str = USER
+
+    def __str__(self) -> str:
+        suffix = "" if self.type == USER else f".{self.type}"
+        return f"{self.project}/{self.name}{suffix}"
+
+
+@dataclass(frozen=True)
+class BranchRef:
+    repo: RepoRef
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.repo}@{self.name}"
+
+
+@dataclass(frozen=True)
+class CommitRef:
+    """A commit as clients name it: a global id, a branch, or a branch/id with ancestry."""
+
+    repo: RepoRef
+    id: str = ""
+    branch: str = ""
+
+    def __str__(self) -> str:
+        if self.branch and self.id:
+            return f"{self.repo}@{self.branch}={self.id}"
+        return f"{self.repo}@{self.id or self.branch}"
+
+
+@dataclass
+class ProjectInfo:
+    name: str
+    description: str
+    created_at: float
+    metadata: dict[str, str]
+
+
+@dataclass
+class RepoInfo:
+    ref: RepoRef
+    description: str
+    created_at: float
+    metadata: dict[str, str]
+    branches: list[str]
+    size_bytes: int
+
+
+@dataclass
+class BranchInfo:
+    ref: BranchRef
+    head: CommitRef | None
+    direct_provenance: list[BranchRef]
+    provenance: list[BranchRef]
+    subvenance: list[BranchRef]
+    metadata: dict[str, str]
+    created_at: float
+    updated_at: float
+    trigger: str = ""
+
+
+@dataclass
+class CommitInfo:
+    ref: CommitRef  # always with id, and branch when known
+    rowid: int
+    origin: int
+    description: str
+    parent: CommitRef | None
+    children: list[CommitRef]
+    started: float
+    finishing: float | None
+    finished: float | None
+    direct_provenance: list[CommitRef]
+    direct_subvenance: list[CommitRef]
+    error: str
+    size_bytes: int
+    metadata: dict[str, str]
+    updated_at: float
+
+    @property
+    def state(self) -> int:
+        if self.finished is not None:
+            return STATE_FINISHED
+        if self.finishing is not None:
+            return STATE_FINISHING
+        return STATE_STARTED
+
+
+@dataclass
+class FileInfo:
+    commit: CommitRef
+    path: str  # directories end with "/"
+    is_dir: bool
+    size_bytes: int
+    hash: bytes
+    committed: float | None
+    blob: str = ""
+    children: list[str] = field(default_factory=list)

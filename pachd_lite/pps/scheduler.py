@@ -1,0 +1,636 @@
+"""The PPS scheduler: runs jobs (one at a time per pipeline, in creation order) on the host.
+
+A job waits in STARTING for its input commits to finish (an errored input makes it
+UNRUNNABLE), computes its datums, skips those whose (id, hash) were processed by the base
+job (the latest successful job of the pipeline) and carries their outputs forward, runs the
+others in sandboxes on worker threads (parallelism_spec capped by the server's limit), then
+builds the output commit as the union of every datum's outputs — two datums writing one
+path fail the job with pachd's message. After a crash, unfinished jobs start over.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pachyderm_sdk.api import pps
+
+from pachd_lite.pfs import commits, files
+from pachd_lite.pfs.model import PfsContext
+from pachd_lite.pps import jobs
+from pachd_lite.pps.datums import Datum, Match, PfsInputRef, compute_datums, datum_env
+from pachd_lite.pps.logs import LogStore
+from pachd_lite.pps.pipelines import PipelineRecord, find_pipeline
+from pachd_lite.pps.runner import job_env, run_err_cmd, run_transform
+from pachd_lite.pps.worker_service import DatumState as BatchState
+from pachd_lite.pps.worker_service import run_batched
+
+log = logging.getLogger("pachd_lite.pps")
+
+DATUM_SUCCESS = int(pps.DatumState.SUCCESS)
+DATUM_FAILED = int(pps.DatumState.FAILED)
+DATUM_SKIPPED = int(pps.DatumState.SKIPPED)
+DATUM_RECOVERED = int(pps.DatumState.RECOVERED)
+FLUSH_EVERY = 0.5
+KILL_POLL = 0.3
+
+
+class JobStopped(Exception):
+    """The job was killed (StopJob, pipeline update/delete) while it ran."""
+
+
+@dataclass
+class DatumResult:
+    datum: Datum
+    state: int
+    reason: str = ""
+    outputs: list[files.Entry] = field(default_factory=list)
+    origin_job: str = ""
+
+
+def _inputs_json(datum: Datum) -> str:
+    return json.dumps(
+        [
+            {"name": i.name, "repo": i.repo, "branch": i.branch, "commit": i.commit, "path": i.path, "hash": i.file_hash,
+             "size": i.size, "is_dir": i.is_dir, "project": i.project}
+            for i in datum.inputs
+        ]
+    )  # fmt: skip
+
+
+class Scheduler:
+    """Dispatches runnable jobs to job threads; datum workers share ``max_parallelism`` slots."""
+
+    def __init__(
+        self, ctx: PfsContext, logs: LogStore, pachd_address: tuple[str, int], max_parallelism: int = 0
+    ):
+        self.ctx = ctx
+        self.logs = logs
+        self.pachd_address = pachd_address
+        self.cap = max_parallelism or os.cpu_count() or 1
+        self.slots = threading.BoundedSemaphore(self.cap)
+        self.sandbox_root = ctx.root / "sandboxes"
+        self._running: dict[tuple[str, str], threading.Thread] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="pps-scheduler", daemon=True)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.recover()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self.ctx.db.changed:
+            self.ctx.db.changed.notify_all()
+        self._thread.join(5)
+        for thread in list(self._running.values()):
+            thread.join(5)
+
+    def recover(self) -> None:
+        """Unfinished jobs from before a crash start over; finished jobs are untouched."""
+        shutil.rmtree(self.sandbox_root, ignore_errors=True)
+        with self.ctx.db.tx() as conn:
+            rows = conn.execute(
+                "SELECT * FROM jobs WHERE state IN (?, ?, ?)", (jobs.STARTING, jobs.RUNNING, jobs.FINISHING)
+            ).fetchall()
+            for row in rows:
+                key = (row["project"], row["pipeline"], row["id"])
+                conn.execute("DELETE FROM datums WHERE project = ? AND pipeline = ? AND job_id = ?", key)
+                conn.execute(
+                    "DELETE FROM datum_outputs WHERE project = ? AND pipeline = ? AND job_id = ?", key
+                )
+                conn.execute(
+                    "UPDATE jobs SET state = ?, restart = restart + 1, data_processed = 0, data_skipped = 0, "
+                    "data_failed = 0, data_recovered = 0, started = NULL WHERE project = ? AND pipeline = ? AND id = ?",
+                    (jobs.CREATED, *key),
+                )
+        if rows:
+            log.info("restarting %d unfinished job(s) after a restart", len(rows))
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            version = self.ctx.db.version
+            try:
+                self._dispatch()
+            except Exception:  # keep scheduling
+                log.exception("scheduler dispatch failed")
+            self.ctx.db.wait_for_change(version, 1.0)
+
+    def _dispatch(self) -> None:
+        for key, thread in list(self._running.items()):
+            if not thread.is_alive():
+                del self._running[key]
+        terminal = ",".join(str(s) for s in jobs.TERMINAL)
+        with self.ctx.db.read() as conn:
+            rows = conn.execute(f"SELECT * FROM jobs WHERE state NOT IN ({terminal}) ORDER BY seq").fetchall()
+            stopped = {
+                (r["project"], r["name"])
+                for r in conn.execute(
+                    "SELECT project, name, stopped FROM pipelines p WHERE version = "
+                    "(SELECT MAX(version) FROM pipelines q WHERE q.project = p.project AND q.name = p.name)"
+                ).fetchall()
+                if r["stopped"]
+            }
+        seen: set[tuple[str, str]] = set()
+        for row in rows:
+            key = (row["project"], row["pipeline"])
+            if key in seen:
+                continue  # jobs of one pipeline run in order
+            seen.add(key)
+            if key in self._running or key in stopped or self._stop.is_set():
+                continue
+            job = jobs._record(row)
+            thread = threading.Thread(
+                target=JobRunner(self, job).run, name=f"job-{row['pipeline']}-{row['id'][:8]}", daemon=True
+            )
+            self._running[key] = thread
+            thread.start()
+
+
+class JobRunner:
+    """Runs one job from STARTING to a terminal state."""
+
+    def __init__(self, scheduler: Scheduler, job: jobs.JobRecord) -> None:
+        self.s = scheduler
+        self.ctx = scheduler.ctx
+        self.job = job
+        self.cancel = threading.Event()
+        self.failure: tuple[Datum, str] | None = None
+        self.timed_out = ""
+        self._pending: list[DatumResult] = []
+        self._lock = threading.Lock()
+        self._last_flush = time.monotonic()
+        self.counts = defaultdict(int)
+
+    def master_log(self, message: str) -> None:
+        self.s.logs.append(self.job.project, self.job.pipeline, self.job.id, "", message, master=True)
+
+    # --- state checks ------------------------------------------------------------------------
+    def _current(self) -> jobs.JobRecord:
+        with self.ctx.db.read() as conn:
+            job = jobs.find_job(conn, self.job.project, self.job.pipeline, self.job.id)
+        if job is None or job.state == jobs.KILLED:
+            self.cancel.set()
+            raise JobStopped
+        return job
+
+    def run(self) -> None:
+        try:
+            if self._starting():
+                self._running()
+        except JobStopped:
+            self.master_log("job stopped")
+        except Exception as exc:  # the job fails, the server goes on
+            log.exception("job %s failed inside pachd-lite", self.job)
+            try:
+                with self.ctx.db.tx() as conn:
+                    job = jobs.find_job(conn, self.job.project, self.job.pipeline, self.job.id)
+                    if job is not None and not job.terminal:
+                        jobs.end_job(self.ctx, conn, job, jobs.FAILURE, f"pachd-lite internal error: {exc}")
+            except Exception:
+                log.exception("could not record the failure of job %s", self.job)
+        finally:
+            self.s.logs.flush()
+            shutil.rmtree(self.s.sandbox_root / self.job.id / self.job.pipeline, ignore_errors=True)
+
+    def _starting(self) -> bool:
+        """Wait for the input commits; False if the job ended (UNRUNNABLE)."""
+        with self.ctx.db.tx() as conn:
+            job = jobs.require_job(conn, self.job.project, self.job.pipeline, self.job.id)
+            if job.terminal:
+                return False
+            jobs.set_state(conn, job, jobs.STARTING)
+        while not self.s._stop.is_set():
+            version = self.ctx.db.version
+            self._current()
+            with self.ctx.db.read() as conn:
+                inputs = jobs.input_commit_rows(conn, self.job)
+            failed = sorted({r["repo_name"] for r in inputs if r["finished"] is not None and r["error"]})
+            if failed:
+                reason = "unrunnable because the following upstream pipelines failed: " + ", ".join(failed)
+                with self.ctx.db.tx() as conn:
+                    job = jobs.require_job(conn, self.job.project, self.job.pipeline, self.job.id)
+                    if not job.terminal:
+                        jobs.end_job(self.ctx, conn, job, jobs.UNRUNNABLE, reason)
+                self.master_log(reason)
+                return False
+            if all(r["finished"] is not None for r in inputs):
+                return True
+            self.ctx.db.wait_for_change(version, 1.0)
+        raise JobStopped
+
+    # --- RUNNING -----------------------------------------------------------------------------
+    def _running(self) -> None:
+        with self.ctx.db.tx() as conn:
+            job = jobs.require_job(conn, self.job.project, self.job.pipeline, self.job.id)
+            if job.terminal:
+                return
+            jobs.set_state(conn, job, jobs.RUNNING, started=time.time())
+            record = find_pipeline(conn, job.project, job.pipeline, job.pipeline_version) or find_pipeline(
+                conn, job.project, job.pipeline
+            )
+            inputs = jobs.input_commit_rows(conn, job)
+            snaps = {r["id"]: files.snapshot_of_row(conn, r) for r in inputs}
+        spec = record.spec
+        datums = self._compute_datums(record, inputs, snaps)
+        base = self._base_job(spec)
+        base_datums = self._load_base(base) if base is not None else {}
+        todo: list[Datum] = []
+        for d in datums:
+            prev = base_datums.get(d.id)
+            if prev is not None and prev[0] == d.hash and prev[1] in (DATUM_SUCCESS, DATUM_SKIPPED):
+                self._record(DatumResult(d, DATUM_SKIPPED, origin_job=base.id))  # type: ignore[union-attr]
+            else:
+                todo.append(d)
+        with self.ctx.db.tx() as conn:
+            jobs.set_state(conn, self.job, jobs.RUNNING, data_total=len(datums))
+        self.master_log(
+            f"job started: {len(datums)} datum(s), {len(datums) - len(todo)} skipped (base job "
+            f"{base.id if base else 'none'})"
+        )
+        workers = max(1, min(int(spec.parallelism_spec.constant or 1), self.s.cap))
+        env = job_env(
+            pipeline_name=record.name,
+            project_name=record.project,
+            job_id=self.job.id,
+            output_commit_id=self.job.id,
+            spec_commit_id=record.spec_commit_set,
+            transform_env=dict(spec.transform.env),
+            pachd_address=self.s.pachd_address,
+        )
+        resolver = _Materialiser(self.ctx, inputs, snaps)
+        done = threading.Event()
+        job_timeout = spec.job_timeout.total_seconds() if spec.job_timeout else 0.0
+        watcher = threading.Thread(target=self._watch_for_kill, args=(done, job_timeout), daemon=True)
+        watcher.start()
+        try:
+            if spec.transform.datum_batching:
+                self._run_batched(spec, env, todo, workers, resolver)
+            else:
+                self._run_parallel(spec, env, todo, workers, resolver)
+        finally:
+            done.set()
+        self._flush(force=True)
+        self._current()
+        if self.cancel.is_set() and self.failure is None and not self.timed_out:
+            raise JobStopped  # server shutting down: the job stays unfinished and reruns on restart
+        if self.timed_out:
+            self._end(jobs.FAILURE, self.timed_out)
+            return
+        if self.failure is not None:
+            datum, reason = self.failure
+            self._end(jobs.FAILURE, f"datum {datum.id} failed: {reason}".rstrip())
+            return
+        self._finish_success()
+
+    def _compute_datums(self, record: PipelineRecord, inputs, snaps) -> list[Datum]:
+        def commit_row(ref: PfsInputRef):
+            candidates = [
+                r for r in inputs if r["repo_project"] == ref.project and r["repo_name"] == ref.repo
+                and r["repo_type"] == (ref.repo_type or "user")
+            ]  # fmt: skip
+            for r in candidates:
+                if r["branch_name"] == ref.branch:
+                    return r
+            if candidates:
+                return candidates[0]
+            raise RuntimeError(f"input {ref.project}/{ref.repo}@{ref.branch} has no commit in job {self.job}")
+
+        def list_matches(ref: PfsInputRef, glob: str) -> list[Match]:
+            snap = snaps[commit_row(ref)["id"]]
+            return [
+                Match(path=i.path, hash=i.hash.hex(), is_dir=i.is_dir, size=i.size_bytes)
+                for i in files.glob_snapshot(snap, glob)
+            ]
+
+        return compute_datums(
+            record.spec.input, list_matches, record.salt, commit_of=lambda ref: commit_row(ref)["commit_set"]
+        )
+
+    def _base_job(self, spec: pps.CreatePipelineRequest) -> jobs.JobRecord | None:
+        if spec.reprocess_spec == "every_job" or spec.s3_out:
+            return None
+        with self.ctx.db.read() as conn:
+            row = conn.execute(
+                "SELECT * FROM jobs WHERE project = ? AND pipeline = ? AND state = ? AND seq < ? "
+                "ORDER BY seq DESC LIMIT 1",
+                (self.job.project, self.job.pipeline, jobs.SUCCESS, self.job.seq),
+            ).fetchone()
+        return jobs._record(row) if row is not None else None
+
+    def _load_base(self, base: jobs.JobRecord) -> dict[str, tuple[str, int]]:
+        with self.ctx.db.read() as conn:
+            rows = conn.execute(
+                "SELECT datum_id, hash, state FROM datums WHERE project = ? AND pipeline = ? AND job_id = ?",
+                (base.project, base.pipeline, base.id),
+            ).fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    # --- datum execution ---------------------------------------------------------------------
+    def _sandbox(self, name: str) -> Path:
+        path = self.s.sandbox_root / self.job.id / self.job.pipeline / name
+        shutil.rmtree(path, ignore_errors=True)
+        (path / "pfs" / "out").mkdir(parents=True)
+        return path
+
+    def _on_log(self, datum_id: str) -> Callable[[str], None]:
+        def emit(line: str) -> None:
+            self.s.logs.append(self.job.project, self.job.pipeline, self.job.id, datum_id, line)
+
+        return emit
+
+    def _run_parallel(self, spec, env, todo: list[Datum], workers: int, resolver: _Materialiser) -> None:
+        queue = list(reversed(todo))
+        lock = threading.Lock()
+        tries = max(1, int(spec.datum_tries or 3))
+        timeout = spec.datum_timeout.total_seconds() if spec.datum_timeout else None
+
+        def worker(index: int) -> None:
+            while not self.cancel.is_set():
+                with lock:
+                    if not queue:
+                        return
+                    datum = queue.pop()
+                with self.s.slots:
+                    if self.cancel.is_set():
+                        return
+                    self._process_one(spec, env, datum, tries, timeout or None, resolver, index)
+                self._check_killed_now_and_then()
+
+        threads = [
+            threading.Thread(target=worker, args=(i,), daemon=True) for i in range(min(workers, len(todo)))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def _process_one(self, spec, env, datum: Datum, tries: int, timeout, resolver, index: int) -> None:
+        on_log = self._on_log(datum.id)
+        last = None
+        sandbox = None
+        for attempt in range(1, tries + 1):
+            sandbox = self._sandbox(f"w{index}")
+            resolver.place(datum, sandbox / "pfs")
+            result = run_transform(
+                spec.transform,
+                sandbox,
+                {**env, **datum_env(datum)},
+                on_log=on_log,
+                timeout=timeout,
+                cancel=self.cancel,
+            )
+            if result.success:
+                outputs = files.ingest_tree(self.ctx, sandbox / "pfs" / "out", move=True)
+                self._record(DatumResult(datum, DATUM_SUCCESS, outputs=outputs))
+                shutil.rmtree(sandbox, ignore_errors=True)
+                return
+            last = result
+            if self.cancel.is_set():
+                return
+            on_log(f"datum {datum.id} failed (try {attempt} of {tries}): {result.error}")
+        recovered = run_err_cmd(spec.transform, sandbox, {**env, **datum_env(datum)}, on_log=on_log)
+        if sandbox is not None:
+            shutil.rmtree(sandbox, ignore_errors=True)
+        if recovered is not None and recovered.success:
+            self._record(DatumResult(datum, DATUM_RECOVERED, reason=last.failure_reason()))
+            return
+        reason = last.failure_reason() if last is not None else "datum failed"
+        self._record(DatumResult(datum, DATUM_FAILED, reason=reason))
+        with self._lock:
+            if self.failure is None:
+                self.failure = (datum, reason)
+        self.cancel.set()
+
+    def _run_batched(self, spec, env, todo: list[Datum], workers: int, resolver: _Materialiser) -> None:
+        tries = max(1, int(spec.datum_tries or 3))
+        timeout = spec.datum_timeout.total_seconds() if spec.datum_timeout else None
+        chunks = [todo[i::workers] for i in range(workers)] if todo else []
+
+        def worker(index: int, chunk: list[Datum]) -> None:
+            remaining = chunk
+            with self.s.slots:
+                for attempt in range(1, tries + 1):
+                    if not remaining or self.cancel.is_set():
+                        return
+                    sandbox = self._sandbox(f"b{index}")
+                    pfs_dir = sandbox / "pfs"
+                    outcome_out: dict[str, list[files.Entry]] = {}
+
+                    def prepare(d: Datum, pfs_dir=pfs_dir) -> dict[str, str]:
+                        for child in pfs_dir.iterdir():
+                            if child.name not in (".env",):
+                                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+                        (pfs_dir / "out").mkdir(exist_ok=True)
+                        resolver.place(d, pfs_dir)
+                        return datum_env(d)
+
+                    def finish(d: Datum, error: str | None, pfs_dir=pfs_dir, outcome_out=outcome_out) -> None:
+                        if error is None:
+                            outcome_out[d.id] = files.ingest_tree(self.ctx, pfs_dir / "out", move=True)
+
+                    def on_log(line: str, d: Datum | None) -> None:
+                        self.s.logs.append(
+                            self.job.project, self.job.pipeline, self.job.id, d.id if d else "", line
+                        )
+
+                    result = run_batched(
+                        spec.transform, env, sandbox, remaining, prepare, finish, on_log,
+                        datum_timeout=timeout, cancel=self.cancel,
+                    )  # fmt: skip
+                    shutil.rmtree(sandbox, ignore_errors=True)
+                    retry: list[Datum] = []
+                    for o in result.outcomes:
+                        if o.state == BatchState.SUCCESS:
+                            self._record(
+                                DatumResult(o.datum, DATUM_SUCCESS, outputs=outcome_out.get(o.datum.id, []))
+                            )
+                        else:
+                            retry.append(o.datum)
+                            if attempt == tries:
+                                reason = (o.error or result.error or "datum not run") + (
+                                    "\n" + "\n".join(result.log_tail) if result.log_tail else ""
+                                )
+                                self._record(DatumResult(o.datum, DATUM_FAILED, reason=reason))
+                                with self._lock:
+                                    if self.failure is None:
+                                        self.failure = (o.datum, reason)
+                                self.cancel.set()
+                    remaining = retry
+
+        threads = [
+            threading.Thread(target=worker, args=(i, c), daemon=True) for i, c in enumerate(chunks) if c
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def _watch_for_kill(self, done: threading.Event, job_timeout: float = 0.0) -> None:
+        """Cancel running user code as soon as the job is stopped (StopJob, update, delete) or
+        runs past ``job_timeout`` (then the job fails)."""
+        deadline = time.monotonic() + job_timeout if job_timeout > 0 else None
+        while not done.wait(KILL_POLL):
+            if deadline is not None and time.monotonic() > deadline:
+                with self._lock:
+                    if self.failure is None:
+                        self.timed_out = f"job timed out after {job_timeout:g}s"
+                self.cancel.set()
+                return
+            with self.ctx.db.read() as conn:
+                job = jobs.find_job(conn, self.job.project, self.job.pipeline, self.job.id)
+            if job is None or job.state == jobs.KILLED or self.s._stop.is_set():
+                self.cancel.set()
+                return
+
+    def _check_killed_now_and_then(self) -> None:
+        self._flush()
+
+    # --- results -----------------------------------------------------------------------------
+    def _record(self, result: DatumResult) -> None:
+        with self._lock:
+            self._pending.append(result)
+            key = {DATUM_SUCCESS: "processed", DATUM_SKIPPED: "skipped", DATUM_FAILED: "failed"}.get(
+                result.state, "recovered"
+            )
+            self.counts[key] += 1
+        self._flush()
+
+    def _flush(self, force: bool = False) -> None:
+        with self._lock:
+            if not force and time.monotonic() - self._last_flush < FLUSH_EVERY:
+                return
+            pending, self._pending = self._pending, []
+            self._last_flush = time.monotonic()
+            counts = dict(self.counts)
+        key = (self.job.project, self.job.pipeline, self.job.id)
+        with self.ctx.db.tx() as conn:
+            job = jobs.find_job(conn, *key)
+            if job is None or job.state == jobs.KILLED:
+                self.cancel.set()
+                return
+            for r in pending:
+                conn.execute(
+                    "INSERT OR REPLACE INTO datums(project, pipeline, job_id, datum_id, hash, state, origin_job, "
+                    "reason, inputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        *key,
+                        r.datum.id,
+                        r.datum.hash,
+                        r.state,
+                        r.origin_job or self.job.id,
+                        r.reason,
+                        _inputs_json(r.datum),
+                    ),
+                )
+                if r.state == DATUM_SKIPPED:
+                    conn.execute(
+                        "INSERT INTO datum_outputs(project, pipeline, job_id, datum_id, path, blob, size) "
+                        "SELECT project, pipeline, ?, datum_id, path, blob, size FROM datum_outputs "
+                        "WHERE project = ? AND pipeline = ? AND job_id = ? AND datum_id = ?",
+                        (self.job.id, self.job.project, self.job.pipeline, r.origin_job, r.datum.id),
+                    )
+                else:
+                    conn.executemany(
+                        "INSERT INTO datum_outputs(project, pipeline, job_id, datum_id, path, blob, size) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [(*key, r.datum.id, e.path, e.blob, e.size) for e in r.outputs],
+                    )
+            conn.execute(
+                "UPDATE jobs SET data_processed = ?, data_skipped = ?, data_failed = ?, data_recovered = ? "
+                "WHERE project = ? AND pipeline = ? AND id = ?",
+                (counts.get("processed", 0), counts.get("skipped", 0), counts.get("failed", 0),
+                 counts.get("recovered", 0), *key),
+            )  # fmt: skip
+
+    def _end(self, state: int, reason: str) -> None:
+        self.s.logs.append(self.job.project, self.job.pipeline, self.job.id, "", reason, master=True)
+        self.s.logs.flush()
+        with self.ctx.db.tx() as conn:
+            job = jobs.find_job(conn, self.job.project, self.job.pipeline, self.job.id)
+            if job is None or job.terminal:
+                return
+            jobs.end_job(self.ctx, conn, job, state, reason)
+
+    def _finish_success(self) -> None:
+        key = (self.job.project, self.job.pipeline, self.job.id)
+        with self.ctx.db.tx() as conn:
+            jobs.set_state(conn, self.job, jobs.FINISHING)
+        with self.ctx.db.read() as conn:
+            rows = conn.execute(
+                "SELECT path, blob, size, datum_id FROM datum_outputs WHERE project = ? AND pipeline = ? AND job_id = ? "
+                "ORDER BY path, datum_id",
+                key,
+            ).fetchall()
+        entries, error = _merge_outputs(rows)
+        if error:
+            self._end(jobs.FAILURE, error)
+            return
+        self.s.logs.flush()
+        with self.ctx.db.tx() as conn:
+            job = jobs.find_job(conn, *key)
+            if job is None or job.terminal:
+                return
+            out_row = jobs.output_commit_row(conn, job)
+            meta_row = jobs.meta_commit_row(conn, job)
+            if out_row is not None:
+                files.replace_commit_files(conn, out_row["id"], entries)
+                if out_row["finished"] is None:
+                    commits.finish_commit_row(self.ctx, conn, out_row["id"])
+            if meta_row is not None and meta_row["finished"] is None:
+                commits.finish_commit_row(self.ctx, conn, meta_row["id"])
+            jobs.set_state(conn, job, jobs.SUCCESS, "", finished=time.time())
+        self.master_log("job succeeded")
+
+
+class _Materialiser:
+    """Places a datum's input files into a sandbox by hard links from the blob store."""
+
+    def __init__(self, ctx: PfsContext, inputs, snaps) -> None:
+        self.ctx = ctx
+        self.by_key = {}
+        for r in inputs:
+            self.by_key.setdefault((r["repo_project"], r["repo_name"]), []).append(r)
+        self.snaps = snaps
+
+    def place(self, datum: Datum, pfs_dir: Path) -> None:
+        for inp in datum.inputs:
+            rows = self.by_key.get((inp.project, inp.repo), [])
+            row = next((r for r in rows if r["commit_set"] == inp.commit), rows[0] if rows else None)
+            if row is None:
+                continue
+            snap = self.snaps[row["id"]]
+            info = snap.info(inp.path)
+            files.materialise(self.ctx, [info], snap, pfs_dir / inp.name)
+
+
+def _merge_outputs(rows) -> tuple[list[files.Entry], str]:
+    """The output commit's entries; an error in pachd's words if datums collide."""
+    entries: list[files.Entry] = []
+    by_path: dict[str, str] = {}
+    for path, blob, size, datum_id in rows:
+        if path in by_path and by_path[path] != datum_id:
+            return [], (
+                f"duplicate path output by different datums ({path} from {by_path[path]} and {path} from {datum_id})"
+            )
+        if path in by_path:
+            continue
+        by_path[path] = datum_id
+        entries.append(files.Entry(path, blob, size, datum_id))
+    paths = set(by_path)
+    for path in paths:
+        parent = path.rsplit("/", 1)[0]
+        while parent:
+            if parent in paths:
+                return [], f"file / directory path collision ({parent})"
+            parent = parent.rsplit("/", 1)[0]
+    return entries, ""

@@ -1,0 +1,33 @@
+"""Wires PPS into the server: the job hook on new commits, the log store, the scheduler, the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pachd_lite.pfs.model import PfsContext
+from pachd_lite.pps import jobs
+from pachd_lite.pps.logs import LogStore
+from pachd_lite.pps.scheduler import Scheduler
+
+
+class PpsService:
+    def __init__(self, ctx: PfsContext, config: Any) -> None:
+        from pachd_lite.api.pps_api import PpsApi
+
+        self.ctx = ctx
+        ctx.new_commit_hooks.append(jobs.new_commit_hook(ctx))
+        self.logs = LogStore(ctx)
+        host = config.host if config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        self.scheduler = Scheduler(ctx, self.logs, (host, config.port), config.max_parallelism)
+        self.api = PpsApi(ctx, self.logs)
+
+    def adapters(self) -> dict[str, object]:
+        return {"pps_v2.API": self.api}
+
+    def start(self) -> None:
+        self.logs.start()
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        self.scheduler.stop()
+        self.logs.stop()

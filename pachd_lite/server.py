@@ -1,0 +1,134 @@
+"""Builds and runs the pachd-lite gRPC server."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from pachd_lite.api.admin_api import AdminApi, MetadataApi, VersionApi
+from pachd_lite.api.pfs_api import DESERIALIZERS, PfsApi
+from pachd_lite.api.registry import PachydermHandler
+from pachd_lite.api.transaction_api import TransactionApi
+from pachd_lite.pfs import projects
+from pachd_lite.pfs.model import PfsContext
+from pachd_lite.pps.service import PpsService
+from pachd_lite.storage.blobs import BlobStore
+from pachd_lite.storage.db import Database
+
+log = logging.getLogger("pachd_lite")
+
+MAX_MESSAGE = 20 * 1024 * 1024
+M_MMAP_THRESHOLD = -3
+THREADS = 64
+
+
+@dataclass
+class ServerConfig:
+    root: Path
+    host: str = "127.0.0.1"
+    port: int = 30650
+    max_parallelism: int = 0  # 0: the machine's core count
+    extra: dict = field(default_factory=dict)
+
+
+def limit_heap_growth() -> None:
+    """Serve large allocations (19 MiB messages) from mmap so freeing returns them to the OS.
+
+    glibc raises its mmap threshold after the first large free, after which big buffers come
+    from the heap and RSS ratchets up with every upload; a fixed threshold keeps RSS bounded.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, 1024 * 1024)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
+def open_context(root: Path) -> PfsContext:
+    root.mkdir(parents=True, exist_ok=True)
+    ctx = PfsContext(db=Database(root / "pachd.sqlite"), blobs=BlobStore(root), root=root)
+    projects.ensure_default(ctx)
+    with ctx.db.read() as conn:
+        referenced = {
+            r[0] for r in conn.execute("SELECT blob FROM files UNION SELECT blob FROM datum_outputs")
+        }
+    removed, freed = ctx.blobs.collect_garbage(referenced)
+    if removed:
+        log.info("removed %d unreferenced blob(s), %.1f MB", removed, freed / 1e6)
+    return ctx
+
+
+class PachdLite:
+    """The running server: storage, the gRPC services and the PPS scheduler."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        limit_heap_growth()
+        self.config = config
+        self.ctx = open_context(config.root)
+        self.health = health.HealthServicer()
+        pfs_api = PfsApi(self.ctx)
+        adapters: dict[str, object] = {
+            "pfs_v2.API": pfs_api,
+            "admin_v2.API": AdminApi(self.ctx),
+            "versionpb_v2.API": VersionApi(),
+            "metadata.API": MetadataApi(self.ctx),
+        }
+        self.pps = PpsService(self.ctx, config)
+        adapters.update(self.pps.adapters())
+        transactions = TransactionApi(self.ctx, pfs_api, self.pps.api)
+        adapters["transaction_v2.API"] = transactions
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="rpc"),
+            options=[
+                ("grpc.max_send_message_length", MAX_MESSAGE),
+                ("grpc.max_receive_message_length", MAX_MESSAGE),
+                ("grpc.so_reuseport", 0),
+            ],
+            maximum_concurrent_rpcs=THREADS * 4,
+        )
+        self.server.add_generic_rpc_handlers(
+            (PachydermHandler(adapters, DESERIALIZERS, transactions.intercept),)
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        bound = self.server.add_insecure_port(f"{config.host}:{config.port}")
+        if not bound:
+            raise OSError(f"cannot listen on {config.host}:{config.port}")
+        self.port = bound
+
+    def start(self) -> None:
+        self.server.start()
+        self.pps.start()
+        self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        log.info("pachd-lite serving on %s:%d (root %s)", self.config.host, self.port, self.config.root)
+
+    def stop(self, grace: float = 2.0) -> None:
+        self.health.enter_graceful_shutdown()
+        self.pps.stop()
+        self.server.stop(grace).wait()
+        self.ctx.db.close()
+        log.info("pachd-lite stopped")
+
+
+def serve(config: ServerConfig) -> None:
+    """Run until SIGTERM/SIGINT."""
+    app = PachdLite(config)
+    done = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping", signum)
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    app.start()
+    done.wait()
+    app.stop()

@@ -1,0 +1,1 @@
+"""Durable storage: SQLite metadata and the content-addressed blob store."""

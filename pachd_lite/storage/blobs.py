@@ -1,0 +1,178 @@
+"""Content-addressed blob store: file content named by its BLAKE2b-256 hash.
+
+Writes go to a temporary file, are fsynced, then renamed to the hash name, so a blob
+is either complete or absent. Identical content is stored once. Blobs are never
+modified after they are named, which is what makes hard links into sandboxes safe
+for readers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+READ_CHUNK = 4 * 1024 * 1024
+PARALLEL_HASH_MIN = 1024 * 1024
+_HASH_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="blob-hash")
+EMPTY_HASH = hashlib.blake2b(b"", digest_size=32).hexdigest()
+
+
+def new_hasher() -> hashlib._Hash:  # type: ignore[name-defined]
+    return hashlib.blake2b(digest_size=32)
+
+
+class BlobWriter:
+    """Streams bytes into a temporary file; :meth:`commit` names it by its hash."""
+
+    def __init__(self, store: BlobStore) -> None:
+        self._store = store
+        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="upload-")
+        self._file = os.fdopen(fd, "wb", buffering=0)
+        self._tmp = Path(name)
+        self._hasher = new_hasher()
+        self.size = 0
+        self._done = False
+
+    def write(self, data: bytes | memoryview) -> None:
+        if len(data) >= PARALLEL_HASH_MIN:
+            # hashing and writing both release the GIL: overlap them for large chunks
+            pending = _HASH_POOL.submit(self._hasher.update, data)
+            self._write_all(data)
+            pending.result()
+        else:
+            self._hasher.update(data)
+            self._write_all(data)
+        self.size += len(data)
+
+    def _write_all(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            written = self._file.write(view)
+            view = view[written:]
+
+    def commit(self) -> str:
+        """fsync, rename to the hash name, return the hash."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        digest = self._hasher.hexdigest()
+        self._store._adopt(self._tmp, digest)
+        self._done = True
+        return digest
+
+    def abort(self) -> None:
+        if not self._done:
+            self._file.close()
+            self._tmp.unlink(missing_ok=True)
+            self._done = True
+
+
+class BlobStore:
+    """Blobs under ``root/blobs/ab/<hash>``; temporary files under ``root/tmp``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blob_dir = root / "blobs"
+        self.tmp_dir = root / "tmp"
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        # Leftovers of uploads interrupted by a crash are garbage.
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.put_bytes(b"")
+
+    def path(self, digest: str) -> Path:
+        return self.blob_dir / digest[:2] / digest
+
+    def exists(self, digest: str) -> bool:
+        return self.path(digest).exists()
+
+    def writer(self) -> BlobWriter:
+        return BlobWriter(self)
+
+    def put_bytes(self, data: bytes) -> str:
+        writer = self.writer()
+        writer.write(data)
+        return writer.commit()
+
+    def _adopt(self, tmp: Path, digest: str) -> None:
+        target = self.path(digest)
+        if target.exists():
+            tmp.unlink(missing_ok=True)
+            return
+        target.parent.mkdir(exist_ok=True)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, target)
+
+    def ingest_file(self, source: Path, move: bool = False) -> tuple[str, int]:
+        """Store a local file without copying its bytes when possible.
+
+        The file is hashed, fsynced and then hard-linked (or, with ``move``, renamed) into
+        the store; a copy is made only when linking is impossible (other filesystem).
+        The caller must not modify ``source`` afterwards.
+        """
+        hasher = new_hasher()
+        size = 0
+        with open(source, "rb") as fh:
+            while chunk := fh.read(READ_CHUNK):
+                hasher.update(chunk)
+                size += len(chunk)
+            os.fsync(fh.fileno())
+        digest = hasher.hexdigest()
+        target = self.path(digest)
+        if target.exists():
+            return digest, size
+        target.parent.mkdir(exist_ok=True)
+        try:
+            if move:
+                os.chmod(source, 0o444)  # ours now: read-only, like uploaded blobs
+                os.replace(source, target)
+            else:
+                os.link(source, target)
+        except FileExistsError:
+            pass
+        except OSError:
+            writer = self.writer()
+            with open(source, "rb") as fh:
+                while chunk := fh.read(READ_CHUNK):
+                    writer.write(chunk)
+            return writer.commit(), size
+        return digest, size
+
+    def materialise(self, digest: str, dest: Path) -> None:
+        """Place the blob at ``dest`` by hard link (copy if linking fails)."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(self.path(digest), dest)
+        except OSError:
+            shutil.copyfile(self.path(digest), dest)
+
+    def collect_garbage(self, referenced: set[str]) -> tuple[int, int]:
+        """Delete blobs nothing refers to (deleted repos, crashed uploads); only while idle.
+
+        Returns (blobs removed, bytes freed).
+        """
+        removed = freed = 0
+        for sub in self.blob_dir.iterdir():
+            if not sub.is_dir():
+                continue
+            for blob in sub.iterdir():
+                if blob.name not in referenced and blob.name != EMPTY_HASH:
+                    try:
+                        freed += blob.stat().st_size
+                        blob.unlink()
+                        removed += 1
+                    except OSError:
+                        pass
+        return removed, freed
+
+    def read_chunks(self, digest: str, offset: int = 0, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
+        with open(self.path(digest), "rb") as fh:
+            if offset:
+                fh.seek(offset)
+            while chunk := fh.read(chunk_size):
+                yield chunk

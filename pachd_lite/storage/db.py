@@ -1,0 +1,215 @@
+"""SQLite (WAL) metadata store: one connection, serialised by a re-entrant lock.
+
+Every write goes through :meth:`Database.tx`, which commits atomically and then wakes
+everything waiting on :attr:`Database.changed` (commit waits, subscriptions, the PPS
+scheduler): that condition is the notification hook. File content lives in the blob
+store, never in SQLite.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS projects (
+    name TEXT PRIMARY KEY,
+    description TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS repos (
+    id INTEGER PRIMARY KEY,
+    project TEXT NOT NULL REFERENCES projects(name),
+    name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    UNIQUE (project, name, type)
+);
+CREATE TABLE IF NOT EXISTS branches (
+    id INTEGER PRIMARY KEY,
+    repo_id INTEGER NOT NULL REFERENCES repos(id),
+    name TEXT NOT NULL,
+    head_id INTEGER,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    trigger TEXT NOT NULL DEFAULT '',
+    UNIQUE (repo_id, name)
+);
+CREATE TABLE IF NOT EXISTS branch_provenance (
+    branch_id INTEGER NOT NULL,
+    from_branch_id INTEGER NOT NULL,
+    PRIMARY KEY (branch_id, from_branch_id)
+);
+CREATE TABLE IF NOT EXISTS commits (
+    id INTEGER PRIMARY KEY,
+    repo_id INTEGER NOT NULL REFERENCES repos(id),
+    commit_set TEXT NOT NULL,
+    branch_name TEXT NOT NULL DEFAULT '',
+    parent_id INTEGER,
+    origin INTEGER NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    started REAL NOT NULL,
+    finishing REAL,
+    finished REAL,
+    error TEXT NOT NULL DEFAULT '',
+    size_bytes INTEGER NOT NULL DEFAULT 0,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    updated_at REAL NOT NULL,
+    UNIQUE (repo_id, commit_set)
+);
+CREATE INDEX IF NOT EXISTS commits_by_set ON commits(commit_set);
+CREATE INDEX IF NOT EXISTS commits_by_parent ON commits(parent_id);
+CREATE TABLE IF NOT EXISTS commit_provenance (
+    commit_id INTEGER NOT NULL,
+    from_commit_id INTEGER NOT NULL,
+    PRIMARY KEY (commit_id, from_commit_id)
+);
+CREATE INDEX IF NOT EXISTS commit_subvenance ON commit_provenance(from_commit_id);
+CREATE TABLE IF NOT EXISTS files (
+    commit_id INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    blob TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    datum TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (commit_id, path)
+);
+CREATE TABLE IF NOT EXISTS cluster (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pipelines (
+    project TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    spec_commit_set TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    stopped INTEGER NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT '',
+    salt TEXT NOT NULL,
+    user_spec_json TEXT NOT NULL,
+    effective_spec_json TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (project, name, version)
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    project TEXT NOT NULL,
+    pipeline TEXT NOT NULL,
+    id TEXT NOT NULL,
+    pipeline_version INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    data_total INTEGER NOT NULL DEFAULT 0,
+    data_processed INTEGER NOT NULL DEFAULT 0,
+    data_skipped INTEGER NOT NULL DEFAULT 0,
+    data_failed INTEGER NOT NULL DEFAULT 0,
+    data_recovered INTEGER NOT NULL DEFAULT 0,
+    restart INTEGER NOT NULL DEFAULT 0,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (project, pipeline, id)
+);
+CREATE TABLE IF NOT EXISTS datums (
+    project TEXT NOT NULL,
+    pipeline TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    datum_id TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    origin_job TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    inputs TEXT NOT NULL DEFAULT '[]',
+    idx INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (project, pipeline, job_id, datum_id)
+);
+CREATE TABLE IF NOT EXISTS datum_outputs (
+    project TEXT NOT NULL,
+    pipeline TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    datum_id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    blob TEXT NOT NULL,
+    size INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS datum_outputs_by_job ON datum_outputs(project, pipeline, job_id, datum_id);
+CREATE TABLE IF NOT EXISTS logs (
+    id INTEGER PRIMARY KEY,
+    project TEXT NOT NULL,
+    pipeline TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    datum_id TEXT NOT NULL,
+    master INTEGER NOT NULL DEFAULT 0,
+    ts REAL NOT NULL,
+    message TEXT NOT NULL,
+    data TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS logs_by_pipeline ON logs(project, pipeline, job_id);
+"""
+
+
+class Database:
+    """The metadata store. ``tx()`` for writes, ``read()`` for consistent reads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a finished commit is on disk before FinishCommit returns.
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=OFF")
+        self._conn.executescript(SCHEMA)
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.version = 0
+        self._depth = 0
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (nested calls join the outer one)."""
+        with self.lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._conn
+                finally:
+                    self._depth -= 1
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._depth = 0
+            self._conn.execute("COMMIT")
+            self.version += 1
+            self.changed.notify_all()
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """Consistent reads (serialised with writes)."""
+        with self.lock:
+            yield self._conn
+
+    def wait_for_change(self, seen_version: int, timeout: float) -> int:
+        """Block until a write commits after ``seen_version`` (or timeout); return the new version."""
+        with self.changed:
+            if self.version == seen_version:
+                self.changed.wait(timeout)
+            return self.version
+
+    def close(self) -> None:
+        with self.lock:
+            self._conn.close()
