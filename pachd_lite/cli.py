@@ -14,7 +14,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pachd-lite", description="A local server for Pachyderm's gRPC API."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve the Pachyderm API")
+    # no abbreviations: `--auth-token SECRET` must not pass as `--auth-token-file SECRET`
+    serve = sub.add_parser("serve", help="serve the Pachyderm API", allow_abbrev=False)
     serve.add_argument("--root", default=".local/pachd", help="storage folder (default .local/pachd)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=30650, help="port (default 30650)")
@@ -23,6 +24,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="cap on concurrent pipeline workers (default: the number of CPU cores)",
+    )
+    serve.add_argument(
+        "--auth-token-file",
+        metavar="PATH",
+        help="file holding the auth token clients must send (default: $PACHD_LITE_AUTH_TOKEN); "
+        "required to bind a non-loopback address. There is no flag for the token itself: "
+        "command lines are visible to every user in `ps`.",
+    )
+    serve.add_argument(
+        "--allow-file-urls",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="let add_file read file:// URLs under DIR (repeatable); without it file:// URLs are "
+        "refused, so clients cannot read the server's files",
     )
     serve.add_argument(
         "--log-level", default=os.environ.get("PACHD_LITE_LOG_LEVEL", "INFO"), help="e.g. DEBUG"
@@ -37,21 +53,35 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from pachd_lite.auth import ConfigError, read_token
     from pachd_lite.server import ServerConfig, serve
 
     try:
-        serve(
-            ServerConfig(
-                root=Path(args.root).resolve(),
-                host=args.host,
-                port=args.port,
-                max_parallelism=args.max_parallelism,
-            )
+        config = ServerConfig(
+            root=Path(args.root).resolve(),
+            host=args.host,
+            port=args.port,
+            max_parallelism=args.max_parallelism,
+            auth_token=read_token(args.auth_token_file),
+            file_url_roots=tuple(_existing_dir(d) for d in args.allow_file_urls),
         )
+        serve(config)
+    except ConfigError as exc:
+        print(f"pachd-lite: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"pachd-lite: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _existing_dir(text: str) -> Path:
+    from pachd_lite.auth import ConfigError
+
+    path = Path(text).resolve()
+    if not path.is_dir():
+        raise ConfigError(f"--allow-file-urls {text}: not a directory")
+    return path
 
 
 if __name__ == "__main__":

@@ -23,5 +23,9 @@ class FailedPrecondition(PachdError):
     pass
 
 
+class PermissionDenied(PachdError):
+    pass
+
+
 class Unimplemented(PachdError):
     pass

@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from pachd_lite import auth
 from pachd_lite.api.admin_api import AdminApi, MetadataApi, VersionApi
 from pachd_lite.api.pfs_api import DESERIALIZERS, PfsApi
 from pachd_lite.api.registry import PachydermHandler
@@ -37,6 +38,8 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 30650
     max_parallelism: int = 0  # 0: the machine's core count
+    auth_token: str = field(default="", repr=False)  # "": no auth (loopback only)
+    file_url_roots: tuple[Path, ...] = ()  # host folders add_file may read file:// URLs from
     extra: dict = field(default_factory=dict)
 
 
@@ -53,9 +56,17 @@ def limit_heap_growth() -> None:
         pass
 
 
-def open_context(root: Path) -> PfsContext:
+def open_context(
+    root: Path, redact: auth.Redactor | None = None, file_url_roots: tuple[Path, ...] = ()
+) -> PfsContext:
     root.mkdir(parents=True, exist_ok=True)
-    ctx = PfsContext(db=Database(root / "pachd.sqlite"), blobs=BlobStore(root), root=root)
+    ctx = PfsContext(
+        db=Database(root / "pachd.sqlite"),
+        blobs=BlobStore(root),
+        root=root,
+        redact=redact or auth.Redactor(),
+        file_url_roots=tuple(p.resolve() for p in file_url_roots),
+    )
     projects.ensure_default(ctx)
     with ctx.db.read() as conn:
         referenced = {
@@ -71,9 +82,12 @@ class PachdLite:
     """The running server: storage, the gRPC services and the PPS scheduler."""
 
     def __init__(self, config: ServerConfig) -> None:
+        auth.check_bind(config.host, config.port, config.auth_token)
         limit_heap_growth()
         self.config = config
-        self.ctx = open_context(config.root)
+        self.redact = auth.Redactor([config.auth_token])
+        self._undo_log_redaction = auth.install_log_redaction(self.redact)
+        self.ctx = open_context(config.root, self.redact, config.file_url_roots)
         self.health = health.HealthServicer()
         pfs_api = PfsApi(self.ctx)
         adapters: dict[str, object] = {
@@ -94,21 +108,29 @@ class PachdLite:
                 ("grpc.so_reuseport", 0),
             ],
             maximum_concurrent_rpcs=THREADS * 4,
+            interceptors=[auth.TokenAuthInterceptor(config.auth_token)] if config.auth_token else [],
         )
         self.server.add_generic_rpc_handlers(
-            (PachydermHandler(adapters, DESERIALIZERS, transactions.intercept),)
+            (PachydermHandler(adapters, DESERIALIZERS, transactions.intercept, self.redact),)
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         bound = self.server.add_insecure_port(f"{config.host}:{config.port}")
         if not bound:
             raise OSError(f"cannot listen on {config.host}:{config.port}")
         self.port = bound
+        self.pps.set_port(bound)
 
     def start(self) -> None:
         self.server.start()
         self.pps.start()
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
-        log.info("pachd-lite serving on %s:%d (root %s)", self.config.host, self.port, self.config.root)
+        log.info(
+            "pachd-lite serving on %s:%d (root %s, auth %s)",
+            self.config.host,
+            self.port,
+            self.config.root,
+            "required" if self.config.auth_token else "off",
+        )
 
     def stop(self, grace: float = 2.0) -> None:
         self.health.enter_graceful_shutdown()
@@ -116,6 +138,7 @@ class PachdLite:
         self.server.stop(grace).wait()
         self.ctx.db.close()
         log.info("pachd-lite stopped")
+        self._undo_log_redaction()
 
 
 def serve(config: ServerConfig) -> None:

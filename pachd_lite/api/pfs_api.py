@@ -186,19 +186,20 @@ class PfsApi:
         commit_sets.drop_commit_set(self.ctx, req.commit_set.id)
         return Empty()
 
+    def _walk_commits(self, req: Any, upstream: bool) -> Iterator[pfs.CommitInfo]:
+        starts = [cv.commit_from_picker(p) for p in req.start]
+        for info in commit_sets.walk_commits(self.ctx, starts, upstream, req.max_commits, req.max_depth):
+            yield cv.to_commit_info(info)
+
     def WalkCommitProvenance(
         self, req: pfs.WalkCommitProvenanceRequest, context: Any
     ) -> Iterator[pfs.CommitInfo]:
-        starts = [cv.commit_from_picker(p) for p in req.start]
-        for info in commit_sets.walk_commits(self.ctx, starts, True, req.max_commits, req.max_depth):
-            yield cv.to_commit_info(info)
+        return self._walk_commits(req, upstream=True)
 
     def WalkCommitSubvenance(
         self, req: pfs.WalkCommitSubvenanceRequest, context: Any
     ) -> Iterator[pfs.CommitInfo]:
-        starts = [cv.commit_from_picker(p) for p in req.start]
-        for info in commit_sets.walk_commits(self.ctx, starts, False, req.max_commits, req.max_depth):
-            yield cv.to_commit_info(info)
+        return self._walk_commits(req, upstream=False)
 
     def FindCommits(self, req: pfs.FindCommitsRequest, context: Any) -> Iterator[pfs.FindCommitsResponse]:
         found, last, searched = files.find_commits(
@@ -229,19 +230,20 @@ class PfsApi:
         branches.delete_branch(self.ctx, cv.branch_ref(req.branch), req.force)
         return Empty()
 
+    def _walk_branches(self, req: Any, upstream: bool) -> Iterator[pfs.BranchInfo]:
+        starts = [cv.branch_from_picker(p) for p in req.start]
+        for info in branches.walk_branches(self.ctx, starts, upstream, req.max_branches, req.max_depth):
+            yield cv.to_branch_info(info)
+
     def WalkBranchProvenance(
         self, req: pfs.WalkBranchProvenanceRequest, context: Any
     ) -> Iterator[pfs.BranchInfo]:
-        starts = [cv.branch_from_picker(p) for p in req.start]
-        for info in branches.walk_branches(self.ctx, starts, True, req.max_branches, req.max_depth):
-            yield cv.to_branch_info(info)
+        return self._walk_branches(req, upstream=True)
 
     def WalkBranchSubvenance(
         self, req: pfs.WalkBranchSubvenanceRequest, context: Any
     ) -> Iterator[pfs.BranchInfo]:
-        starts = [cv.branch_from_picker(p) for p in req.start]
-        for info in branches.walk_branches(self.ctx, starts, False, req.max_branches, req.max_depth):
-            yield cv.to_branch_info(info)
+        return self._walk_branches(req, upstream=False)
 
     # --- files -------------------------------------------------------------------------
     def ModifyFile(self, requests: Iterable[pfs.ModifyFileRequest], context: Any) -> Empty:

@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 
 from pachd_lite import errors
+from pachd_lite.pfs.model import no_redaction
 
 log = logging.getLogger("pachd_lite.rpc")
 
@@ -52,6 +53,7 @@ CODES = {
     errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
 }
 
@@ -97,21 +99,31 @@ def _serialize(msg: Any) -> bytes:
     return msg if isinstance(msg, bytes | bytearray | memoryview) else bytes(msg)
 
 
-def abort_for(exc: BaseException, context: grpc.ServicerContext, method: str) -> None:
+def abort_for(
+    exc: BaseException,
+    context: grpc.ServicerContext,
+    method: str,
+    redact: Callable[[str], str] = no_redaction,
+) -> None:
     if isinstance(exc, errors.PachdError):
         code = CODES.get(type(exc), grpc.StatusCode.UNKNOWN)
         for cls, c in CODES.items():
             if isinstance(exc, cls):
                 code = c
-        context.abort(code, str(exc))
+        context.abort(code, redact(str(exc)))
     log.exception("internal error in %s", method)
-    context.abort(grpc.StatusCode.INTERNAL, f"pachd-lite internal error in {method}: {exc}")
+    context.abort(grpc.StatusCode.INTERNAL, redact(f"pachd-lite internal error in {method}: {exc}"))
 
 
 Interceptor = Callable[[str, Any, grpc.ServicerContext], Any]
 
 
-def _wrap(method: RpcMethod, fn: Callable, interceptor: Interceptor | None = None) -> Callable:
+def _wrap(
+    method: RpcMethod,
+    fn: Callable,
+    interceptor: Interceptor | None = None,
+    redact: Callable[[str], str] = no_redaction,
+) -> Callable:
     streaming_out = method.kind.endswith("_stream")
 
     if streaming_out:
@@ -126,7 +138,7 @@ def _wrap(method: RpcMethod, fn: Callable, interceptor: Interceptor | None = Non
             except grpc.RpcError:
                 raise
             except Exception as exc:  # mapped to a status code
-                abort_for(exc, context, method.path)
+                abort_for(exc, context, method.path, redact)
             finally:
                 log.debug("%s -> %d message(s) in %.3fs", method.path, count, time.monotonic() - start)
 
@@ -143,7 +155,7 @@ def _wrap(method: RpcMethod, fn: Callable, interceptor: Interceptor | None = Non
         except grpc.RpcError:
             raise
         except Exception as exc:  # mapped to a status code
-            abort_for(exc, context, method.path)
+            abort_for(exc, context, method.path, redact)
         finally:
             log.debug("%s in %.3fs", method.path, time.monotonic() - start)
 
@@ -181,13 +193,14 @@ class PachydermHandler(grpc.GenericRpcHandler):
         adapters: dict[str, object],
         deserializers: dict[str, Callable] | None = None,
         interceptor: Interceptor | None = None,
+        redact: Callable[[str], str] = no_redaction,
     ) -> None:
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
         deserializers = deserializers or {}
         for path, method in load_methods().items():
             adapter = adapters.get(method.service)
             fn = getattr(adapter, method.name, None) if adapter is not None else None
-            behaviour = _wrap(method, fn, interceptor) if fn is not None else _unimplemented(method)
+            behaviour = _wrap(method, fn, interceptor, redact) if fn is not None else _unimplemented(method)
             self._handlers[path] = _FACTORIES[method.kind](
                 behaviour,
                 request_deserializer=deserializers.get(path, method.request.FromString),

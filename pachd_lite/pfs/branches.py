@@ -113,14 +113,7 @@ def create_branch_in(
         created = graph.propagate(conn, commit_set, [branch_id])
     elif row is None or (row["head_id"] is None) or old_prov != set(prov_ids):
         current_head = None if row is None else row["head_id"]
-        heads = [
-            r[0]
-            for r in conn.execute(
-                "SELECT b.head_id FROM branch_provenance p JOIN branches b ON b.id = p.from_branch_id "
-                "WHERE p.branch_id = ? AND b.head_id IS NOT NULL ORDER BY b.id",
-                (branch_id,),
-            )
-        ]
+        heads = graph.provenance_heads(conn, branch_id)
         same_set = conn.execute(
             "SELECT id FROM commits WHERE repo_id = ? AND commit_set = ?", (repo["id"], commit_set)
         ).fetchone()

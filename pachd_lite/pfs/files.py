@@ -10,6 +10,7 @@ import bisect
 import hashlib
 import os
 import sqlite3
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -18,15 +19,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from pachd_lite.errors import FailedPrecondition, InvalidArgument, NotFound
+from pachd_lite.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from pachd_lite.pfs import commits as commits_mod
 from pachd_lite.pfs.commits import commit_ref, resolve_commit, start_commit_in
 from pachd_lite.pfs.glob import glob_match, literal_prefix
 from pachd_lite.pfs.model import BranchRef, CommitRef, FileInfo, PfsContext
-from pachd_lite.pfs.names import clean_path, is_commit_id, parse_ancestry
+from pachd_lite.pfs.names import CONTROL_RE, clean_path, is_commit_id, parse_ancestry
 from pachd_lite.storage.blobs import READ_CHUNK, BlobWriter
 
 GLOB_CHARS = set("*?[{(")
+ONE_OFF_WAIT = 120.0  # seconds a one-off write waits for another one-off on the same branch
 _WRITE_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="upload-write")
 
 
@@ -293,15 +295,34 @@ class ModifyFileSession:
         self._datum = ""
         self._writer: BlobWriter | None = None
         self._pending: Future[None] | None = None
+        self._one_off_lock: threading.Lock | None = None
 
     # --- target commit -------------------------------------------------------------------
     def set_commit(self, ref: CommitRef) -> None:
         self.flush()
         self._finish_one_off()
+        # a bare branch name (no id, or an id that is a branch without ancestry) allows one-offs
+        anc = parse_ancestry(ref.id) if ref.id else None
+        names_branch = anc is None or (not is_commit_id(ref.id) and not anc.back and not anc.from_root)
+        lock = self.ctx.one_off_locks.get(ref.repo, ref.branch or ref.id) if names_branch else None
+        if lock is not None and not lock.acquire(timeout=ONE_OFF_WAIT):
+            raise FailedPrecondition(
+                f"branch {ref.repo}@{ref.branch or ref.id} is busy: another write to it has not finished "
+                f"in {ONE_OFF_WAIT:g}s"
+            )
+        try:
+            self._open_target(ref, names_branch)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        if self.one_off:
+            self._one_off_lock = lock
+        elif lock is not None:
+            lock.release()  # joined an open commit: nothing to hold
+
+    def _open_target(self, ref: CommitRef, names_branch: bool) -> None:
         with self.ctx.db.tx() as conn:
-            # a bare branch name (no id, or an id that is a branch without ancestry) allows one-offs
-            anc = parse_ancestry(ref.id) if ref.id else None
-            names_branch = anc is None or (not is_commit_id(ref.id) and not anc.back and not anc.from_root)
             try:
                 row = resolve_commit(conn, ref)
             except NotFound:
@@ -418,9 +439,7 @@ class ModifyFileSession:
         parsed = urllib.parse.urlparse(url)
         path_c = clean_path(path)
         if parsed.scheme == "file":
-            local = Path(urllib.parse.unquote(parsed.netloc + parsed.path))
-            if not local.exists():
-                raise NotFound(f"add_file url {url}: {local} does not exist")
+            local = self._allowed_local(url, parsed)
             if local.is_dir():
                 if not recursive:
                     raise InvalidArgument(
@@ -429,7 +448,8 @@ class ModifyFileSession:
                 for root, _dirs, names in os.walk(local):
                     for name in sorted(names):
                         src = Path(root) / name
-                        self._add_local(clean_path(path_c + "/" + str(src.relative_to(local))), src)
+                        rel = src.relative_to(local).as_posix()
+                        self._add_local(clean_path(path_c + "/" + rel), self._inside_roots(url, src))
             else:
                 self._add_local(path_c, local)
         elif parsed.scheme in ("http", "https"):
@@ -442,6 +462,32 @@ class ModifyFileSession:
             raise InvalidArgument(
                 f"add_file url {url}: pachd-lite supports only file://, http:// and https:// URLs"
             )
+
+    def _allowed_local(self, url: str, parsed: urllib.parse.ParseResult) -> Path:
+        """The host path a file:// URL names, if the server allows reading it."""
+        if parsed.netloc not in ("", "localhost"):
+            raise InvalidArgument(f"add_file url {url}: a file:// URL must name an absolute path (file:///…)")
+        if not self.ctx.file_url_roots:
+            raise PermissionDenied(
+                f"add_file url {url}: this pachd-lite does not read file:// URLs (start it with "
+                "--allow-file-urls DIR to allow a folder)"
+            )
+        local = self._inside_roots(url, Path(urllib.parse.unquote(parsed.path)))
+        if not local.exists():
+            raise NotFound(f"add_file url {url}: {local} does not exist")
+        return local
+
+    def _inside_roots(self, url: str, local: Path) -> Path:
+        """``local`` with symlinks and ``..`` resolved, refused unless it lies under an allowed folder."""
+        if CONTROL_RE.search(str(local)) or not local.is_absolute():
+            raise InvalidArgument(f"add_file url {url}: not an absolute file path")
+        real = local.resolve()
+        if not any(real == root or root in real.parents for root in self.ctx.file_url_roots):
+            raise PermissionDenied(
+                f"add_file url {url}: {local} is outside the folders this pachd-lite may read "
+                "file:// URLs from (--allow-file-urls)"
+            )
+        return real
 
     def _add_local(self, path: str, local: Path) -> None:
         self.add_raw(path, b"")
@@ -474,10 +520,15 @@ class ModifyFileSession:
 
     # --- end -----------------------------------------------------------------------------
     def _finish_one_off(self) -> None:
-        if self.one_off and self.commit_id is not None:
-            with self.ctx.db.tx() as conn:
-                commits_mod.finish_commit_row(self.ctx, conn, self.commit_id)
+        try:
+            if self.one_off and self.commit_id is not None:
+                with self.ctx.db.tx() as conn:
+                    commits_mod.finish_commit_row(self.ctx, conn, self.commit_id)
+        finally:
             self.one_off = False
+            lock, self._one_off_lock = self._one_off_lock, None
+            if lock is not None:
+                lock.release()
 
     def close(self) -> None:
         self.flush()
@@ -525,7 +576,8 @@ def ingest_tree(ctx: PfsContext, root: Path, prefix: str = "/", move: bool = Tru
             src = Path(dirpath) / name
             if src.is_symlink() or not src.is_file():
                 if src.is_symlink() and src.resolve().is_file():
-                    digest, size = ctx.blobs.ingest_file(src.resolve(), move=False)
+                    # a link may point anywhere on the host: store a copy, never share its inode
+                    digest, size = ctx.blobs.ingest_file(src.resolve(), move=False, link=False)
                 else:
                     continue
             else:

@@ -1,99 +1,181 @@
-"""pachd's glob semantics (github.com/pachyderm/ohmyglob with ``/`` as separator).
+"""pachd's glob dialect (github.com/pachyderm/ohmyglob with ``/`` as separator), used by
+GlobFile, GetFile/GetFileTAR path globs and pipeline datums.
 
-``*`` matches within one path component, ``**`` across components, ``?`` one character,
-``[abc]``/``[!a-z]`` character classes, ``{a,b}`` alternatives, and ``(...)`` capture
-groups (used by ``join_on``/``group_by`` as ``$1``). Patterns are cleaned like Go's
-``path.Clean("/" + pattern)``; paths are matched without their trailing ``/``.
+``*`` and ``?`` stay within one path component, ``**`` crosses components; ``[abc]``,
+``[a-z0-9]``, ``[!a-z]`` character classes (never matching ``/``); ``{a,b}`` alternatives;
+``(a|b)``, ``@(..)``, ``*(..)``, ``+(..)``, ``?(..)``, ``!(..)`` capture groups, referenced as
+``$1``… by ``join_on``/``group_by`` (:func:`glob_replace`); ``\\`` escapes the next character.
+Patterns are cleaned like pachd's ``pfsfile.CleanPath``; paths match without their trailing ``/``.
 """
 
 from __future__ import annotations
 
-import functools
+import os
 import re
+from functools import lru_cache
 
 from pachd_lite.errors import InvalidArgument
 
+__all__ = [
+    "GlobSyntaxError",
+    "clean_glob",
+    "compile_glob",
+    "glob_match",
+    "glob_replace",
+    "literal_prefix",
+]
 
-def clean_pattern(pattern: str) -> str:
-    pattern = "/" + pattern.lstrip("/")
-    while "//" in pattern:
-        pattern = pattern.replace("//", "/")
-    if len(pattern) > 1:
-        pattern = pattern.rstrip("/") or "/"
-    return pattern
+
+class GlobSyntaxError(InvalidArgument, ValueError):
+    """A glob pattern that pachd's glob library would not compile (INVALID_ARGUMENT on the wire)."""
 
 
-@functools.lru_cache(maxsize=256)
+def clean_glob(pattern: str) -> str:
+    """pfsfile.CleanPath: absolute, no duplicate or trailing slashes."""
+    cleaned = os.path.normpath("/" + pattern.strip())
+    return "/" + cleaned.lstrip("/")
+
+
+@lru_cache(maxsize=256)
 def compile_glob(pattern: str) -> re.Pattern[str]:
-    """Compile a (cleaned) pachd glob into an anchored regular expression."""
-    pattern = clean_pattern(pattern)
-    out: list[str] = []
-    i, n, braces = 0, len(pattern), 0
-    while i < n:
-        c = pattern[i]
-        if c == "*":
-            if i + 1 < n and pattern[i + 1] == "*":
-                out.append(".*")
-                i += 2
-                continue
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[":
-            end = pattern.find("]", i + 2 if i + 1 < n and pattern[i + 1] in "!^" else i + 1)
-            if end < 0:
-                raise InvalidArgument(f"glob pattern {pattern!r} has an unterminated '['")
-            body = pattern[i + 1 : end]
-            negate = body[:1] in ("!", "^")
-            if negate:
-                body = body[1:]
-            body = body.replace("\\", "\\\\")
-            out.append(("[^/" if negate else "[") + body + "]")
-            i = end
-        elif c == "{":
-            braces += 1
-            out.append("(?:")
-        elif c == "}" and braces:
-            braces -= 1
-            out.append(")")
-        elif c == "," and braces:
-            out.append("|")
-        elif c == "(":
-            out.append("(")
-        elif c == ")":
-            out.append(")")
-        elif c == "\\" and i + 1 < n:
-            i += 1
-            out.append(re.escape(pattern[i]))
-        else:
-            out.append(re.escape(c))
-        i += 1
-    if braces:
-        raise InvalidArgument(f"glob pattern {pattern!r} has an unterminated '{{'")
+    """Compile a glob to an anchored regular expression (see the module docstring)."""
+    parser = _GlobParser(clean_glob(pattern))
+    body = parser.parse_sequence(stop="")
+    if parser.pos != len(parser.text):
+        raise GlobSyntaxError(f"glob {pattern!r}: unexpected {parser.text[parser.pos]!r} at {parser.pos}")
     try:
-        return re.compile("".join(out) + r"\Z")
-    except re.error as exc:
-        raise InvalidArgument(f"glob pattern {pattern!r} is invalid: {exc}") from exc
+        return re.compile(r"\A" + body + r"\Z", re.DOTALL)
+    except re.error as e:
+        raise GlobSyntaxError(f"glob {pattern!r}: {e}") from e
+
+
+class _GlobParser:
+    _SEP_DOT = "[^/]"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def _peek(self, offset: int = 0) -> str:
+        i = self.pos + offset
+        return self.text[i] if i < len(self.text) else ""
+
+    def parse_sequence(self, stop: str) -> str:
+        out: list[str] = []
+        while self.pos < len(self.text):
+            c = self._peek()
+            if c in stop:
+                break
+            if c == "\\" and self._peek(1):
+                out.append(re.escape(self._peek(1)))
+                self.pos += 2
+            elif c in "@*+?!" and self._peek(1) == "(":
+                self.pos += 2
+                out.append(self._capture(c))
+            elif c == "(":
+                self.pos += 1
+                out.append(self._capture("@"))
+            elif c == "*" and self._peek(1) == "*":
+                self.pos += 2
+                out.append(".*")
+            elif c == "*":
+                self.pos += 1
+                out.append(self._SEP_DOT + "*")
+            elif c == "?":
+                self.pos += 1
+                out.append(self._SEP_DOT)
+            elif c == "[":
+                out.append(self._char_class())
+            elif c == "{":
+                self.pos += 1
+                out.append(self._any_of())
+            else:
+                out.append(re.escape(c))
+                self.pos += 1
+        return "".join(out)
+
+    def _alternatives(self, sep: str, close: str) -> list[str]:
+        alts = []
+        while True:
+            alts.append(self.parse_sequence(stop=sep + close))
+            c = self._peek()
+            if c == sep:
+                self.pos += 1
+                continue
+            if c == close:
+                self.pos += 1
+                return alts
+            raise GlobSyntaxError(f"glob {self.text!r}: missing {close!r}")
+
+    def _capture(self, quantifier: str) -> str:
+        body = "|".join(self._alternatives("|", ")"))
+        if quantifier == "@":
+            return f"({body})"
+        if quantifier == "!":
+            return f"((?:(?!(?:{body})(?:/|\\Z)){self._SEP_DOT})*)"
+        return f"((?:{body}){quantifier})"
+
+    def _any_of(self) -> str:
+        return "(?:" + "|".join(self._alternatives(",", "}")) + ")"
+
+    def _char_class(self) -> str:
+        start = self.pos + 1
+        negate = self.text[start : start + 1] in ("!", "^")
+        if negate:
+            start += 1
+        end = self.text.find("]", start + 1)  # a "]" right after "[" or "[!" is a member
+        if end < 0:
+            raise GlobSyntaxError(f"glob {self.text!r}: missing ']'")
+        inner = self.text[start:end]
+        self.pos = end + 1
+        parts: list[str] = []
+        i = 0
+        while i < len(inner):
+            if i + 2 < len(inner) and inner[i + 1] == "-":
+                if inner[i] > inner[i + 2]:
+                    raise GlobSyntaxError(f"glob {self.text!r}: bad range {inner[i : i + 3]!r}")
+                parts.append(f"{re.escape(inner[i])}-{re.escape(inner[i + 2])}")
+                i += 3
+            else:
+                parts.append(re.escape(inner[i]))
+                i += 1
+        return f"[^/{''.join(parts)}]" if negate else f"[{''.join(parts)}]"
 
 
 def glob_match(pattern: str, path: str) -> re.Match[str] | None:
-    """Match a PFS path (``/a/b`` or ``/a/b/``) against a glob."""
+    """Match a PFS path (``/a/b`` or ``/a/b/``) against a glob; the root matches only ``/``."""
     subject = path.rstrip("/") or "/"
-    if subject == "/" and clean_pattern(pattern) != "/":
-        return None  # the root is a match only for the pattern "/" itself
+    if subject == "/" and clean_glob(pattern) != "/":
+        return None
     return compile_glob(pattern).match(subject)
 
 
+_TEMPLATE_RE = re.compile(r"\$(?:\{(\d+)\}|(\d+)|(\$))")
+
+
 def glob_replace(pattern: str, path: str, template: str) -> str:
-    """ohmyglob's ``Replace``: substitute ``$1``… in ``template`` with capture groups of ``path``."""
-    match = glob_match(pattern, path)
-    if not match:
+    """ohmyglob Replace on the path without its trailing "/": expand `$N`/`${N}` (`$$` = "$")
+    from the glob's capture groups; the path is returned unchanged if it does not match."""
+    if not template:
         return ""
-    return re.sub(r"\$(\d+)", lambda m: match.group(int(m[1])) or "", template)
+    p = path.rstrip("/")
+    m = compile_glob(pattern).match(p)
+    if m is None:
+        return p
+
+    def expand(t: re.Match[str]) -> str:
+        if t.group(3):
+            return "$"
+        n = int(t.group(1) or t.group(2))
+        if n > (m.re.groups or 0):
+            return ""
+        return m.group(n) or ""
+
+    return _TEMPLATE_RE.sub(expand, template)
 
 
 def literal_prefix(pattern: str) -> str:
     """The leading part of a cleaned pattern without glob characters (for narrowing scans)."""
-    pattern = clean_pattern(pattern)
+    pattern = clean_glob(pattern)
     m = re.search(r"[*?\[{(\\]", pattern)
     return pattern if m is None else pattern[: m.start()]

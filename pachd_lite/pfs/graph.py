@@ -64,72 +64,66 @@ def create_commit_row(
     return commit_id
 
 
+def _direct_edges(conn: sqlite3.Connection, kind: str, node: int, upstream: bool) -> list[int]:
+    """Direct provenance (``upstream``) or subvenance of a ``kind`` ("branch"/"commit") row id."""
+    near, far = (f"{kind}_id", f"from_{kind}_id") if upstream else (f"from_{kind}_id", f"{kind}_id")
+    sql = f"SELECT {far} FROM {kind}_provenance WHERE {near} = ? ORDER BY {far}"
+    return [r[0] for r in conn.execute(sql, (node,)).fetchall()]
+
+
 def direct_provenance(conn: sqlite3.Connection, branch_id: int) -> list[int]:
-    return [
-        r[0]
-        for r in conn.execute(
-            "SELECT from_branch_id FROM branch_provenance WHERE branch_id = ? ORDER BY from_branch_id",
-            (branch_id,),
-        )
-    ]
+    return _direct_edges(conn, "branch", branch_id, upstream=True)
 
 
 def direct_subvenance(conn: sqlite3.Connection, branch_id: int) -> list[int]:
+    return _direct_edges(conn, "branch", branch_id, upstream=False)
+
+
+def provenance_heads(conn: sqlite3.Connection, branch_id: int) -> list[int]:
+    """Head commit ids of a branch's direct provenance branches (those that have a head)."""
     return [
         r[0]
         for r in conn.execute(
-            "SELECT branch_id FROM branch_provenance WHERE from_branch_id = ? ORDER BY branch_id",
+            "SELECT b.head_id FROM branch_provenance p JOIN branches b ON b.id = p.from_branch_id "
+            "WHERE p.branch_id = ? AND b.head_id IS NOT NULL ORDER BY b.id",
             (branch_id,),
         )
     ]
+
+
+def _walk(
+    conn: sqlite3.Connection, kind: str, start: int, upstream: bool, max_depth: int, limit: int
+) -> list[int]:
+    """Breadth-first transitive provenance (``upstream``) or subvenance; the start is excluded."""
+    max_depth = max_depth or GRAPH_MAX_DEPTH
+    limit = limit or GRAPH_LIMIT
+    seen: dict[int, None] = {}
+    queue = deque([(start, 0)])
+    while queue and len(seen) < limit:
+        node, depth = queue.popleft()
+        if depth >= max_depth:
+            continue
+        for nxt in _direct_edges(conn, kind, node, upstream):
+            if nxt not in seen and nxt != start:
+                seen[nxt] = None
+                queue.append((nxt, depth + 1))
+                if len(seen) >= limit:
+                    break
+    return list(seen)
 
 
 def walk_branches(
     conn: sqlite3.Connection, start: int, upstream: bool, max_depth: int = 0, limit: int = 0
 ) -> list[int]:
-    """Breadth-first transitive provenance (``upstream``) or subvenance; the start is excluded."""
-    max_depth = max_depth or GRAPH_MAX_DEPTH
-    limit = limit or GRAPH_LIMIT
-    step = direct_provenance if upstream else direct_subvenance
-    seen: dict[int, None] = {}
-    queue = deque([(start, 0)])
-    while queue and len(seen) < limit:
-        node, depth = queue.popleft()
-        if depth >= max_depth:
-            continue
-        for nxt in step(conn, node):
-            if nxt not in seen and nxt != start:
-                seen[nxt] = None
-                queue.append((nxt, depth + 1))
-                if len(seen) >= limit:
-                    break
-    return list(seen)
+    """Transitive branch provenance (``upstream``) or subvenance, breadth first; the start is excluded."""
+    return _walk(conn, "branch", start, upstream, max_depth, limit)
 
 
 def walk_commits(
     conn: sqlite3.Connection, start: int, upstream: bool, max_depth: int = 0, limit: int = 0
 ) -> list[int]:
-    """Breadth-first transitive commit provenance or subvenance; the start is excluded."""
-    max_depth = max_depth or GRAPH_MAX_DEPTH
-    limit = limit or GRAPH_LIMIT
-    sql = (
-        "SELECT from_commit_id FROM commit_provenance WHERE commit_id = ? ORDER BY from_commit_id"
-        if upstream
-        else "SELECT commit_id FROM commit_provenance WHERE from_commit_id = ? ORDER BY commit_id"
-    )
-    seen: dict[int, None] = {}
-    queue = deque([(start, 0)])
-    while queue and len(seen) < limit:
-        node, depth = queue.popleft()
-        if depth >= max_depth:
-            continue
-        for (nxt,) in conn.execute(sql, (node,)).fetchall():
-            if nxt not in seen and nxt != start:
-                seen[nxt] = None
-                queue.append((nxt, depth + 1))
-                if len(seen) >= limit:
-                    break
-    return list(seen)
+    """Transitive commit provenance or subvenance, breadth first; the start is excluded."""
+    return _walk(conn, "commit", start, upstream, max_depth, limit)
 
 
 def propagate(conn: sqlite3.Connection, commit_set: str, sources: list[int]) -> list[int]:
@@ -164,14 +158,7 @@ def _new_auto_head(conn: sqlite3.Connection, branch_id: int, commit_set: str) ->
     existing = conn.execute(
         "SELECT id FROM commits WHERE repo_id = ? AND commit_set = ?", (branch["repo_id"], commit_set)
     ).fetchone()
-    heads = [
-        r[0]
-        for r in conn.execute(
-            "SELECT b.head_id FROM branch_provenance p JOIN branches b ON b.id = p.from_branch_id "
-            "WHERE p.branch_id = ? AND b.head_id IS NOT NULL ORDER BY b.id",
-            (branch_id,),
-        )
-    ]
+    heads = provenance_heads(conn, branch_id)
     if existing is not None:
         # Already made earlier in this transaction (e.g. a second input changed): re-point it.
         commit_id = int(existing[0])

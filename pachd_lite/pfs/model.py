@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +24,39 @@ STATE_FINISHING = 3
 STATE_FINISHED = 4
 
 
+def no_redaction(text: str) -> str:
+    return text
+
+
+class BranchLocks:
+    """One lock per branch, held by a one-off write (ModifyFile on a branch whose head is
+    finished) from its start to its finish, so concurrent one-off writes to one branch each
+    make their own commit instead of joining, and being cut short by, another's."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, str, str, str], threading.Lock] = {}
+
+    def get(self, repo: RepoRef, branch: str) -> threading.Lock:
+        key = (repo.project or "default", repo.name, repo.type or USER, branch)
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+
 @dataclass
 class PfsContext:
-    """What every PFS operation works on: the metadata DB and the blob store."""
+    """What every PFS operation works on: the metadata DB and the blob store.
+
+    ``redact`` masks secrets (the auth token) in text that clients or logs will see;
+    ``file_url_roots`` are the host folders ``add_file`` may read ``file://`` URLs from.
+    """
 
     db: Database
     blobs: BlobStore
     root: Path
+    redact: Callable[[str], str] = no_redaction
+    file_url_roots: tuple[Path, ...] = ()
+    one_off_locks: BranchLocks = field(default_factory=BranchLocks)
     # Called inside the write transaction with the row ids of new commits (PPS creates jobs here,
     # so a job exists iff its output commit does, even across a crash).
     new_commit_hooks: list[Callable[[sqlite3.Connection, list[int]], None]] = field(default_factory=list)

@@ -15,6 +15,7 @@ NAME_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
 UUID_RE = re.compile(r"^[\da-f]{12}4[\da-f]{19}$")
 PROJECT_NAME_LIMIT = 51
 ANCESTRY_RE = re.compile(r"^(?P<base>[^\^~.]+)(?P<ops>(?:[\^~]\d*)+)$")
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 ROOT_OFFSET_RE = re.compile(r"^(?P<base>[^\^~.]+)\.(?P<n>\d+)$")
 
 
@@ -65,7 +66,9 @@ def validate_project_name(name: str) -> None:
 
 
 def clean_path(path: str) -> str:
-    """Normalise a PFS path to ``/a/b`` form; ``..`` components are refused."""
+    """Normalise a PFS path to ``/a/b`` form; ``..`` components and control characters are refused."""
+    if path and CONTROL_RE.search(path):
+        raise InvalidArgument(f"path {path!r} is invalid: control characters are not allowed")
     parts = []
     for part in (path or "/").split("/"):
         if part in ("", "."):

@@ -128,9 +128,11 @@ def delete_repo_row(conn: sqlite3.Connection, row: sqlite3.Row, force: bool = Fa
         ).fetchone()
         if dependent is not None:
             dep = RepoRef(dependent["project"], dependent["name"], dependent["type"])
+            what = f"branch {dep}@{dependent['branch']} has it in its provenance"
+            if is_pipeline_repo(conn, dep.project, dep.name):
+                what = f"pipeline {dep.project}/{dep.name} reads it ({what}); delete the pipeline first"
             raise FailedPrecondition(
-                f"cannot delete repo {repo_ref(row)}: branch {dep}@{dependent['branch']} has it in its "
-                "provenance (use force to delete anyway)"
+                f"cannot delete repo {repo_ref(row)}: {what} (or use force to delete it anyway)"
             )
     commit_ids = f"SELECT id FROM commits WHERE repo_id IN ({marks})"
     branch_ids = f"SELECT id FROM branches WHERE repo_id IN ({marks})"

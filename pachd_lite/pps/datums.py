@@ -19,9 +19,9 @@ Public API (stable; the PPS core calls it):
     datum_env(datum, pfs_root="/pfs") -> dict[str, str]
         The per-datum variables pachd sets: `<input>`, `<input>_COMMIT`,
         `PACH_DATUM_<input>_JOIN_ON`, `PACH_DATUM_<input>_GROUP_BY`, `PACH_DATUM_ID`.
-    compile_glob(pattern) -> re.Pattern  pachd's glob dialect (ohmyglob, "/" separator) with
-        capture groups; usable for GlobFile too. `glob_replace(pattern, path, template)` expands
-        `$1`/`${1}` like ohmyglob's Replace.
+    compile_glob(pattern) -> re.Pattern  pachd's glob dialect, re-exported from pachd_lite.pfs.glob
+        (GlobFile uses the same one). `glob_replace(pattern, path, template)` expands `$1`/`${1}`
+        like ohmyglob's Replace.
     normalize_pfs_input(pfs) -> pps.PfsInput  the defaults pachd applies (name=repo, branch
         master, project default, repo_type user).
 
@@ -34,17 +34,19 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 
 import betterproto
 from pachyderm_sdk.api import pps
 
+# the glob dialect lives in pfs.glob (GlobFile uses it too); re-exported for this module's users
+from pachd_lite.pfs.glob import GlobSyntaxError, clean_glob, compile_glob, glob_replace
+
 __all__ = [
     "Datum",
     "DatumInput",
+    "GlobSyntaxError",
     "Match",
     "PfsInputRef",
     "compile_glob",
@@ -151,143 +153,6 @@ def _hash_bytes(file_hash: str) -> bytes:
 def _make_datum(inputs: Sequence[DatumInput], salt: str) -> Datum:
     id_ = datum_id(inputs)
     return Datum(id=id_, hash=datum_hash(id_, inputs, salt), inputs=tuple(inputs))
-
-
-# --- glob dialect (pachyderm/ohmyglob with "/" as separator) --------------------------------------
-
-
-class GlobSyntaxError(ValueError):
-    """A glob pattern that pachd's glob library would not compile."""
-
-
-def clean_glob(pattern: str) -> str:
-    """pfsfile.CleanPath: absolute, no duplicate or trailing slashes."""
-    cleaned = os.path.normpath("/" + pattern.strip())
-    return "/" + cleaned.lstrip("/")
-
-
-@lru_cache(maxsize=256)
-def compile_glob(pattern: str) -> re.Pattern[str]:
-    """Compile a glob to an anchored regex. `*` and `?` stop at "/", `**` does not; `[..]`,
-    `[!..]`, `{a,b}` as usual; `(a|b)`, `@(..)`, `*(..)`, `+(..)`, `?(..)`, `!(..)` are capture
-    groups (referenced as `$1`... by join_on/group_by)."""
-    parser = _GlobParser(clean_glob(pattern))
-    body = parser.parse_sequence(stop="")
-    if parser.pos != len(parser.text):
-        raise GlobSyntaxError(f"glob {pattern!r}: unexpected {parser.text[parser.pos]!r} at {parser.pos}")
-    try:
-        return re.compile(r"\A" + body + r"\Z", re.DOTALL)
-    except re.error as e:
-        raise GlobSyntaxError(f"glob {pattern!r}: {e}") from e
-
-
-class _GlobParser:
-    _SEP_DOT = "[^/]"
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.pos = 0
-
-    def _peek(self, offset: int = 0) -> str:
-        i = self.pos + offset
-        return self.text[i] if i < len(self.text) else ""
-
-    def parse_sequence(self, stop: str) -> str:
-        out: list[str] = []
-        while self.pos < len(self.text):
-            c = self._peek()
-            if c in stop:
-                break
-            if c == "\\" and self._peek(1):
-                out.append(re.escape(self._peek(1)))
-                self.pos += 2
-            elif c in "@*+?!" and self._peek(1) == "(":
-                self.pos += 2
-                out.append(self._capture(c))
-            elif c == "(":
-                self.pos += 1
-                out.append(self._capture("@"))
-            elif c == "*" and self._peek(1) == "*":
-                self.pos += 2
-                out.append(".*")
-            elif c == "*":
-                self.pos += 1
-                out.append(self._SEP_DOT + "*")
-            elif c == "?":
-                self.pos += 1
-                out.append(self._SEP_DOT)
-            elif c == "[":
-                out.append(self._char_class())
-            elif c == "{":
-                self.pos += 1
-                out.append(self._any_of())
-            else:
-                out.append(re.escape(c))
-                self.pos += 1
-        return "".join(out)
-
-    def _alternatives(self, sep: str, close: str) -> list[str]:
-        alts = []
-        while True:
-            alts.append(self.parse_sequence(stop=sep + close))
-            c = self._peek()
-            if c == sep:
-                self.pos += 1
-                continue
-            if c == close:
-                self.pos += 1
-                return alts
-            raise GlobSyntaxError(f"glob {self.text!r}: missing {close!r}")
-
-    def _capture(self, quantifier: str) -> str:
-        body = "|".join(self._alternatives("|", ")"))
-        if quantifier == "@":
-            return f"({body})"
-        if quantifier == "!":
-            return f"((?:(?!(?:{body})(?:/|\\Z)){self._SEP_DOT})*)"
-        return f"((?:{body}){quantifier})"
-
-    def _any_of(self) -> str:
-        return "(?:" + "|".join(self._alternatives(",", "}")) + ")"
-
-    def _char_class(self) -> str:
-        end = self.text.find("]", self.pos + 2)
-        if end < 0:
-            raise GlobSyntaxError(f"glob {self.text!r}: missing ']'")
-        inner = self.text[self.pos + 1 : end]
-        self.pos = end + 1
-        negate = inner.startswith("!") or inner.startswith("^")
-        if negate:
-            inner = inner[1:]
-        if len(inner) == 3 and inner[1] == "-":
-            chars = f"{re.escape(inner[0])}-{re.escape(inner[2])}"
-        else:
-            chars = "".join(re.escape(ch) for ch in inner)
-        return f"[{'^' if negate else ''}{chars}]"
-
-
-_TEMPLATE_RE = re.compile(r"\$(?:\{(\d+)\}|(\d+)|(\$))")
-
-
-def glob_replace(pattern: str, path: str, template: str) -> str:
-    """ohmyglob Replace on the path without its trailing "/": expand `$N`/`${N}` (`$$` = "$")
-    from the glob's capture groups; the path is returned unchanged if it does not match."""
-    if not template:
-        return ""
-    p = path.rstrip("/")
-    m = compile_glob(pattern).match(p)
-    if m is None:
-        return p
-
-    def expand(t: re.Match[str]) -> str:
-        if t.group(3):
-            return "$"
-        n = int(t.group(1) or t.group(2))
-        if n > (m.re.groups or 0):
-            return ""
-        return m.group(n) or ""
-
-    return _TEMPLATE_RE.sub(expand, template)
 
 
 # --- inputs -> datums ------------------------------------------------------------------------------

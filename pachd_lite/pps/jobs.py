@@ -189,6 +189,7 @@ def set_state(
 def end_job(ctx: PfsContext, conn: sqlite3.Connection, job: JobRecord, state: int, reason: str) -> None:
     """Put a job in a terminal non-success state and finish its output and meta commits with the reason."""
     now = time.time()
+    reason = ctx.redact(reason)
     set_state(conn, job, state, reason, finished=now)
     for row in (output_commit_row(conn, job), meta_commit_row(conn, job)):
         if row is not None and row["finished"] is None:

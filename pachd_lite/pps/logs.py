@@ -48,7 +48,9 @@ class LogStore:
         self, project: str, pipeline: str, job_id: str, datum_id: str, message: str, master: bool = False
     ) -> None:
         with self._lock:
-            self._buf.append((project, pipeline, job_id, datum_id, int(master), time.time(), message))
+            self._buf.append(
+                (project, pipeline, job_id, datum_id, int(master), time.time(), self.ctx.redact(message))
+            )
 
     def flush(self) -> None:
         with self._lock:

@@ -205,20 +205,14 @@ def create_pipeline(
         commits.finish_commit_row(ctx, conn, spec_commit)
         provenance = [*inputs, spec_branch]
         output_branch = effective.output_branch or "master"
-        branches.create_branch_in(
-            ctx,
-            conn,
-            BranchRef(RepoRef(project, name, USER), output_branch),
-            provenance=provenance,
-            commit_set=commit_set,
-        )
-        branches.create_branch_in(
-            ctx,
-            conn,
-            BranchRef(RepoRef(project, name, META), output_branch),
-            provenance=provenance,
-            commit_set=commit_set,
-        )
+        for repo_type in (USER, META):  # the output and meta branches share provenance
+            branches.create_branch_in(
+                ctx,
+                conn,
+                BranchRef(RepoRef(project, name, repo_type), output_branch),
+                provenance=provenance,
+                commit_set=commit_set,
+            )
         return eff_json
 
 

@@ -13,7 +13,7 @@ Public API (stable; the PPS core calls it):
     run_err_cmd(transform, sandbox, env, **same) -> RunResult | None
         The same for `err_cmd`/`err_stdin` (None when the spec has no err_cmd).
     job_env(*, pipeline_name, project_name, job_id, output_commit_id, spec_commit_id,
-            transform_env=None, worker_port=None, pachd_address=None) -> dict[str, str]
+            transform_env=None, worker_port=None, pachd_address=None, auth_token="") -> dict[str, str]
         The job-level variables pachd gives workers (PPS_*, PACH_JOB_ID, PACH_OUTPUT_COMMIT_ID...).
         Per-datum variables come from `datums.datum_env(datum)`; merge as
         `{**job_env(...), **datum_env(datum)}` and pass the result as `env`.
@@ -82,8 +82,12 @@ def job_env(
     transform_env: Mapping[str, str] | None = None,
     worker_port: int | None = None,
     pachd_address: tuple[str, int] | None = None,
+    auth_token: str = "",
 ) -> dict[str, str]:
-    """Job-level worker variables; the spec's `transform.env` cannot override pachd's own."""
+    """Job-level worker variables; the spec's `transform.env` cannot override pachd's own.
+
+    With ``auth_token``, user code gets it as ``PACH_PYTHON_AUTH_TOKEN`` (what pachyderm_sdk's
+    ``Client()``/``Client.new_in_cluster()`` read) and ``PACH_TOKEN`` (what pachd gives workers)."""
     env = dict(transform_env or {})
     env.update(
         {
@@ -104,6 +108,8 @@ def job_env(
             pachd_address[0],
             str(pachd_address[1]),
         )
+    if auth_token:
+        env["PACH_PYTHON_AUTH_TOKEN"] = env["PACH_TOKEN"] = auth_token
     return env
 
 

@@ -70,11 +70,17 @@ class Scheduler:
     """Dispatches runnable jobs to job threads; datum workers share ``max_parallelism`` slots."""
 
     def __init__(
-        self, ctx: PfsContext, logs: LogStore, pachd_address: tuple[str, int], max_parallelism: int = 0
+        self,
+        ctx: PfsContext,
+        logs: LogStore,
+        pachd_address: tuple[str, int],
+        max_parallelism: int = 0,
+        auth_token: str = "",
     ):
         self.ctx = ctx
         self.logs = logs
         self.pachd_address = pachd_address
+        self.auth_token = auth_token
         self.cap = max_parallelism or os.cpu_count() or 1
         self.slots = threading.BoundedSemaphore(self.cap)
         self.sandbox_root = ctx.root / "sandboxes"
@@ -266,6 +272,7 @@ class JobRunner:
             spec_commit_id=record.spec_commit_set,
             transform_env=dict(spec.transform.env),
             pachd_address=self.s.pachd_address,
+            auth_token=self.s.auth_token,
         )
         resolver = _Materialiser(self.ctx, inputs, snaps)
         done = threading.Event()
@@ -528,7 +535,7 @@ class JobRunner:
                         r.datum.hash,
                         r.state,
                         r.origin_job or self.job.id,
-                        r.reason,
+                        self.ctx.redact(r.reason),
                         _inputs_json(r.datum),
                     ),
                 )

@@ -18,8 +18,14 @@ class PpsService:
         ctx.new_commit_hooks.append(jobs.new_commit_hook(ctx))
         self.logs = LogStore(ctx)
         host = config.host if config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-        self.scheduler = Scheduler(ctx, self.logs, (host, config.port), config.max_parallelism)
+        self.scheduler = Scheduler(
+            ctx, self.logs, (host, config.port), config.max_parallelism, auth_token=config.auth_token
+        )
         self.api = PpsApi(ctx, self.logs)
+
+    def set_port(self, port: int) -> None:
+        """The port the server really listens on (workers' Client.new_in_cluster() dials it)."""
+        self.scheduler.pachd_address = (self.scheduler.pachd_address[0], port)
 
     def adapters(self) -> dict[str, object]:
         return {"pps_v2.API": self.api}

@@ -19,6 +19,7 @@ from pathlib import Path
 READ_CHUNK = 4 * 1024 * 1024
 PARALLEL_HASH_MIN = 1024 * 1024
 _HASH_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="blob-hash")
+_UNLINK_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-unlink")
 EMPTY_HASH = hashlib.blake2b(b"", digest_size=32).hexdigest()
 
 
@@ -102,18 +103,23 @@ class BlobStore:
     def _adopt(self, tmp: Path, digest: str) -> None:
         target = self.path(digest)
         if target.exists():
-            tmp.unlink(missing_ok=True)
+            # Content already stored (a re-upload): freeing a large file's blocks takes a while,
+            # so do it off the request's path. A crash before it runs leaves it in tmp/, which
+            # is emptied at start.
+            _UNLINK_POOL.submit(tmp.unlink, missing_ok=True)
             return
         target.parent.mkdir(exist_ok=True)
         os.chmod(tmp, 0o444)
         os.replace(tmp, target)
 
-    def ingest_file(self, source: Path, move: bool = False) -> tuple[str, int]:
+    def ingest_file(self, source: Path, move: bool = False, link: bool = True) -> tuple[str, int]:
         """Store a local file without copying its bytes when possible.
 
         The file is hashed, fsynced and then hard-linked (or, with ``move``, renamed) into
-        the store; a copy is made only when linking is impossible (other filesystem).
-        The caller must not modify ``source`` afterwards.
+        the store; a copy is made when linking is impossible (other filesystem), when
+        ``link`` is false (a file someone else owns, e.g. a symlink target), or when a moved
+        file has other names (another hard link could still change it). The caller must not
+        modify ``source`` afterwards.
         """
         hasher = new_hasher()
         size = 0
@@ -126,6 +132,8 @@ class BlobStore:
         target = self.path(digest)
         if target.exists():
             return digest, size
+        if not link or (move and os.stat(source).st_nlink > 1):
+            return self._copy_in(source), size
         target.parent.mkdir(exist_ok=True)
         try:
             if move:
@@ -136,12 +144,19 @@ class BlobStore:
         except FileExistsError:
             pass
         except OSError:
-            writer = self.writer()
+            return self._copy_in(source), size
+        return digest, size
+
+    def _copy_in(self, source: Path) -> str:
+        writer = self.writer()
+        try:
             with open(source, "rb") as fh:
                 while chunk := fh.read(READ_CHUNK):
                     writer.write(chunk)
-            return writer.commit(), size
-        return digest, size
+            return writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
 
     def materialise(self, digest: str, dest: Path) -> None:
         """Place the blob at ``dest`` by hard link (copy if linking fails)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pachd_lite.errors import FailedPrecondition
+from pachd_lite.errors import FailedPrecondition, InvalidArgument
 from pachd_lite.pfs import commits, files, repos
 from pachd_lite.pfs.glob import glob_match
 from pachd_lite.pfs.model import BranchRef, CommitRef, RepoRef
@@ -53,7 +53,20 @@ def test_tree_in_and_out_by_hard_links(tmp_path: Path):
         ("/{x,y}.txt", "/y.txt", True),
         ("/?.txt", "/ab.txt", False),
         ("/(*)-(*).csv", "/2024-01.csv", True),
+        ("/[a-c0-9]x", "/7x", True),  # several ranges in one class
+        ("/[a-c0-9]x", "/-x", False),
+        ("/a[!b]c", "/a/c", False),  # a negated class never matches the separator
+        ("/@(x|y).csv", "/y.csv", True),
+        ("/!(x)", "/x", False),
+        ("/!(x)", "/y", True),
+        ("/dir/../*.csv", "/a.csv", True),  # cleaned like pachd's CleanPath
     ],
 )
 def test_glob_rules(pattern: str, path: str, matches: bool):
     assert bool(glob_match(pattern, path)) is matches
+
+
+@pytest.mark.parametrize("pattern", ["/[abc", "/{a,b", "/(a|b", "/[z-a]"])
+def test_bad_globs_are_invalid_argument(pattern: str):
+    with pytest.raises(InvalidArgument, match="glob"):
+        glob_match(pattern, "/a")

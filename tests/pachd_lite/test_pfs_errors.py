@@ -7,14 +7,7 @@ import pytest
 from pachyderm_sdk.api import pfs, pps
 
 from tests.fixtures.pachd import unique_name
-
-
-def code_of(call, *args, **kwargs) -> tuple[grpc.StatusCode, str]:
-    with pytest.raises(grpc.RpcError) as err:
-        result = call(*args, **kwargs)
-        if hasattr(result, "__next__"):
-            list(result)
-    return err.value.code(), err.value.details()
+from tests.pachd_lite.sdk_helpers import code_of
 
 
 @pytest.fixture

@@ -62,13 +62,10 @@ def test_commit_context_put_and_read_back(pachd_client, tmp_path):
     (src / "sub").mkdir(parents=True)
     (src / "a.txt").write_bytes(b"alpha")
     (src / "sub" / "b.txt").write_bytes(b"beta")
-    url_file = tmp_path / "url.txt"
-    url_file.write_bytes(b"from url")
     with pachd_client.pfs.commit(branch=master(repo), description="first") as c:
         c.put_files(source=src, path="/data")
         c.put_file_from_bytes("/bytes.bin", b"\x00\x01\x02")
         c.put_file_from_file(path="/fh.txt", file=io.BytesIO(b"file handle"))
-        c.put_file_from_url(path="/url.txt", url=url_file.as_uri())
     info = c.wait()
     assert len(info.commit.id) == UUID_HEX and info.commit.id[12] == "4"
     assert is_set(info.finished) and info.origin.kind == pfs.OriginKind.USER
@@ -77,11 +74,26 @@ def test_commit_context_put_and_read_back(pachd_client, tmp_path):
     assert read(pachd_client, repo, "master", "/data/sub/b.txt") == b"beta"
     assert read(pachd_client, repo, info.commit.id, "/bytes.bin") == b"\x00\x01\x02"
     assert read(pachd_client, repo, "master", "/fh.txt") == b"file handle"
-    assert read(pachd_client, repo, "master", "/url.txt") == b"from url"
     # tar of a directory: absolute names, PFSTarFile strips the leading slash
     tar = pachd_client.pfs.pfs_tar_file(pfs.File.from_uri(f"{repo.as_uri()}@master:/data"))
     members = {m.name: m for m in tar}
     assert "data/a.txt" in members and "data/sub/b.txt" in members
+
+
+def test_put_file_from_url_reads_allowed_folders(pachd_factory, tmp_path):
+    """file:// URLs are read only under --allow-file-urls folders (tests/reliability has the refusals)."""
+    shared = tmp_path / "shared"
+    (shared / "dir").mkdir(parents=True)
+    (shared / "url.txt").write_bytes(b"from url")
+    (shared / "dir" / "x.txt").write_bytes(b"x")
+    client = pachd_factory(["--allow-file-urls", str(shared)]).client()
+    repo = make_repo(client)
+    with client.pfs.commit(branch=master(repo)) as c:
+        c.put_file_from_url(path="/url.txt", url=(shared / "url.txt").as_uri())
+        c.put_file_from_url(path="/copied", url=(shared / "dir").as_uri(), recursive=True)
+    c.wait()
+    assert read(client, repo, "master", "/url.txt") == b"from url"
+    assert read(client, repo, "master", "/copied/x.txt") == b"x"
 
 
 def test_append_overwrite_copy_delete(pachd_client):

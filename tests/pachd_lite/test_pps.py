@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import grpc
 import pytest
@@ -11,34 +10,7 @@ from pachyderm_sdk.api import pfs, pps
 
 from tests.fixtures.pachd import unique_name
 from tests.pachd_lite import is_set
-
-PY = sys.executable
-
-
-def create_repo(client, prefix: str) -> str:
-    name = unique_name(prefix)
-    client.pfs.create_repo(repo=pfs.Repo.from_uri(name))
-    return name
-
-
-def create_pipeline(client, name: str, input_: dict, cmd: list[str], **extra) -> pps.CreatePipelineV2Response:
-    spec = {"pipeline": {"name": name}, "input": input_, "transform": {"cmd": cmd}, **extra}
-    return client.pps.create_pipeline_v2(create_pipeline_request_json=json.dumps(spec))
-
-
-def put(client, repo: str, files: dict[str, bytes]) -> pfs.Commit:
-    with client.pfs.commit(branch=pfs.Branch.from_uri(f"{repo}@master")) as c:
-        for path, data in files.items():
-            c.put_file_from_bytes(path, data)
-    return c
-
-
-def job(client, pipeline: str, job_id: str) -> pps.JobInfo:
-    return client.pps.inspect_job(job=pps.Job(pipeline=pps.Pipeline(name=pipeline), id=job_id), wait=True)
-
-
-def read(client, uri: str) -> bytes:
-    return client.pfs.pfs_file(pfs.File.from_uri(uri)).read()
+from tests.pachd_lite.sdk_helpers import PY, create_pipeline, create_repo, job, put, read
 
 
 def test_three_stage_chain_shares_one_commit_set(pachd_client):
