@@ -1,0 +1,416 @@
+"""Pipeline ``ml_train``: a Spark MLlib decision tree on per-customer features, tracked in MLflow.
+
+Reads the ``etl`` output (partial aggregates, merged per customer here), splits customers
+with a seeded split stratified by label, subsamples the training negatives (default 20 per
+fraud customer; the test set keeps everyone), weights the classes to counter the fraud rate,
+fits ``VectorAssembler + DecisionTreeClassifier`` and evaluates from probabilities (ROC AUC,
+PR AUC, precision/recall/F1 at the chosen threshold, confusion matrix). Logs params,
+metrics, PNG plots, the model as an MLflow 3 LoggedModel and the input dataset
+(``pachyderm://…@<commit>``, digest = commit id), tags the run per the lineage contract and
+writes ``<run_id>`` plus ``mlflow_run.json`` into the output directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from spark_jobs.features import FEATURE_COLUMNS, KEY, LABEL, customer_features, merge_partials
+from spark_jobs.lineage_tags import lineage_tags, provenance_from_pachd
+from spark_jobs.tracking import (
+    TrackingUnavailable,
+    check_tracking_server,
+    limit_http_retries,
+    log_spark_logged_model,
+    mlflow_target,
+    training_dataset,
+    write_run_record,
+)
+from spark_jobs.worker_env import PachydermContext, pachyderm_context
+
+if TYPE_CHECKING:
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger("pachflow.train")
+
+DEFAULT_EXPERIMENT = "fraud_detection"
+WEIGHT = "weight"
+TRAIN_EVAL_ROWS = 300_000
+SPLIT_KEY = "split_u"
+
+
+class TrainingError(RuntimeError):
+    """The input cannot be trained on (message names the path or the problem)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    max_depth: int = 5
+    max_bins: int = 32
+    min_instances_per_node: int = 1
+    min_info_gain: float = 0.0
+    impurity: str = "gini"
+    seed: int = 54321
+    test_fraction: float = 0.2
+    negatives_per_positive: int = 20
+    threshold: float = 0.5
+    experiment_name: str = DEFAULT_EXPERIMENT
+    model_name: str = "fraud-detector"
+    input_name: str = "etl"
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    experiment_id: str
+    experiment_name: str
+    tracking_uri: str
+    model_id: str
+    model_uri: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def input_files(input_root: Path) -> list[Path]:
+    files = sorted(
+        p
+        for p in input_root.rglob("*.parquet")
+        if not any(part.startswith((".", "_")) for part in p.relative_to(input_root).parts)
+    )
+    if not files:
+        raise TrainingError(f"{input_root}: no Parquet files (is this the etl output?)")
+    return files
+
+
+def load_customers(spark: SparkSession, files: list[Path], seed: int) -> DataFrame:
+    """Per-customer features + label + a deterministic split key (lazy: nothing is read yet)."""
+    from pyspark.sql import functions as F
+
+    partials = spark.read.parquet(*[str(f) for f in files])
+    missing = [c for c in ("nameOrig", "n_tx", "n_fraud") if c not in partials.columns]
+    if missing:
+        raise TrainingError(f"{files[0].parent}: input lacks column(s) {missing}; expected etl aggregates")
+    # A customer's partials all sit in one bucket directory (the bucket is a hash of the
+    # customer), so with one file per bucket there is nothing to merge and a shuffle is saved.
+    one_file_per_bucket = len({f.parent for f in files}) == len(files)
+    customers = customer_features(partials if one_file_per_bucket else merge_partials(partials))
+    # A hash of the customer id, not rand(): the split must not change if Spark recomputes.
+    split_u = (F.pmod(F.xxhash64(F.col(KEY), F.lit(seed)), F.lit(1_000_003)) / F.lit(1_000_003.0)).alias(
+        SPLIT_KEY
+    )
+    return customers.select(*FEATURE_COLUMNS, LABEL, split_u)
+
+
+@dataclass
+class Split:
+    """Train (cached) and test frames with their class counts."""
+
+    train: DataFrame
+    test: DataFrame
+    counts: dict[str, int]
+
+
+def stratified_split(customers: DataFrame, test_fraction: float, negatives_per_positive: int) -> Split:
+    """Seeded split keeping exactly ``test_fraction`` of the (rare) positives in the test set.
+
+    Negatives are split on the uniform hash key (their share is within a fraction of a percent
+    of the target at this size); positives get an exact quantile cut, so the few frauds are
+    never over- or under-represented in test. The training negatives are then subsampled to at
+    most ``negatives_per_positive`` per training positive (0: keep all). With balanced class
+    weights this changes little for the tree but makes fitting several times cheaper; the test
+    set always keeps every customer.
+    """
+    from pyspark.sql import functions as F
+
+    # One pass: class sizes, and the split keys of the (few) positives for their exact cut.
+    rows = (
+        customers.groupBy(LABEL)
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            F.collect_list(F.when(F.col(LABEL) == 1, F.col(SPLIT_KEY))).alias("u"),
+        )
+        .collect()
+    )
+    counts = {int(r[LABEL]): int(r["n"]) for r in rows}
+    n_pos, n_neg = counts.get(1, 0), counts.get(0, 0)
+    if n_pos < 2 or n_neg < 2:
+        raise TrainingError(f"need at least 2 customers of each class, got {n_pos} fraud and {n_neg} legit")
+    pos_u = np.sort(next(r["u"] for r in rows if int(r[LABEL]) == 1))
+    n_pos_test = max(1, round(n_pos * test_fraction))
+    pos_cut = float(pos_u[n_pos - n_pos_test])  # the n_pos_test largest keys go to test
+    neg_cut = 1.0 - test_fraction
+    rate = 1.0
+    if negatives_per_positive > 0:
+        rate = min(1.0, negatives_per_positive * (n_pos - n_pos_test) / (n_neg * neg_cut))
+    label, u = F.col(LABEL), F.col(SPLIT_KEY)
+    is_test = ((label == 1) & (u >= pos_cut)) | ((label == 0) & (u >= neg_cut))
+    # u is uniform, so u < neg_cut * rate is a uniform sample of the training negatives.
+    is_train = ((label == 1) & (u < pos_cut)) | ((label == 0) & (u < neg_cut * rate))
+    train = customers.where(is_train).cache()
+    train_counts = {int(r[LABEL]): int(r["count"]) for r in train.groupBy(LABEL).count().collect()}
+    return Split(
+        train=train,
+        test=customers.where(is_test),
+        counts={
+            "positives": n_pos,
+            "negatives": n_neg,
+            "test_positives": n_pos_test,
+            "train_positives": train_counts.get(1, 0),
+            "train_negatives": train_counts.get(0, 0),
+        },
+    )
+
+
+def fit(train: DataFrame, config: TrainConfig, class_counts: dict[str, int]) -> PipelineModel:
+    """VectorAssembler + DecisionTreeClassifier with balanced class weights."""
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import DecisionTreeClassifier
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.sql import functions as F
+
+    n_pos, n_neg = class_counts["train_positives"], class_counts["train_negatives"]
+    total = n_pos + n_neg
+    w_pos, w_neg = total / (2.0 * n_pos), total / (2.0 * n_neg)
+    # Declaring the label binary saves the extra pass Spark makes to find the number of classes.
+    binary = {"ml_attr": {"type": "nominal", "num_vals": 2, "name": LABEL}}
+    weighted = train.withColumn(WEIGHT, F.when(F.col(LABEL) == 1, w_pos).otherwise(w_neg)).withColumn(
+        LABEL, F.col(LABEL).alias(LABEL, metadata=binary)
+    )
+    tree = DecisionTreeClassifier(
+        featuresCol="features",
+        labelCol=LABEL,
+        weightCol=WEIGHT,
+        maxDepth=config.max_depth,
+        maxBins=config.max_bins,
+        minInstancesPerNode=config.min_instances_per_node,
+        minInfoGain=config.min_info_gain,
+        impurity=config.impurity,
+        seed=config.seed,
+    )
+    assembler = VectorAssembler(inputCols=list(FEATURE_COLUMNS), outputCol="features")
+    return Pipeline(stages=[assembler, tree]).fit(weighted)
+
+
+def scores(model: PipelineModel, frame: DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, P(fraud)) of every row, collected through Arrow (two columns only)."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    table = (
+        model.transform(frame)
+        .select(F.col(LABEL).cast("int").alias("y"), vector_to_array("probability")[1].alias("p"))
+        .toArrow()
+    )
+    return table.column("y").to_numpy(), table.column("p").to_numpy()
+
+
+def _signature() -> Any:
+    """Model signature: the feature columns in, a 0/1 ``prediction`` out (no extra Spark job)."""
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    sample = pd.DataFrame({c: [0.0] for c in FEATURE_COLUMNS})
+    return infer_signature(sample, pd.DataFrame({"prediction": [0.0]}))
+
+
+def _feature_schema() -> Any:
+    from mlflow.types import ColSpec, Schema
+
+    return Schema([ColSpec("double", c) for c in FEATURE_COLUMNS] + [ColSpec("double", LABEL)])
+
+
+def train_model(
+    spark: SparkSession,
+    input_root: Path,
+    output_dir: Path,
+    config: TrainConfig,
+    tracking_uri: str,
+    ctx: PachydermContext | None = None,
+) -> TrainResult:
+    """Train, evaluate and log one run; writes the run record into ``output_dir``."""
+    import mlflow
+
+    from spark_jobs.evaluation import evaluate, write_plots
+
+    ctx = ctx or pachyderm_context([config.input_name])
+    limit_http_retries()
+    check_tracking_server(tracking_uri, config.experiment_name)
+    files = input_files(input_root)
+    tags = lineage_tags(ctx, provenance_from_pachd(ctx))
+    run_name = (
+        f"{ctx.pipeline}@{ctx.job_id}" if ctx.in_pipeline else f"train@local-{time.strftime('%Y%m%dT%H%M%S')}"
+    )
+    started = time.monotonic()
+    with (
+        mlflow_target(tracking_uri, config.experiment_name) as experiment,
+        mlflow.start_run(run_name=run_name, tags=tags) as run,
+    ):
+        params = {k: str(v) for k, v in asdict(config).items() if k not in ("experiment_name", "input_name")}
+        params.update(
+            class_weighting="balanced", features=",".join(FEATURE_COLUMNS), input_files=str(len(files))
+        )
+        mlflow.log_params(params)
+
+        customers = load_customers(spark, files, config.seed)
+        split = stratified_split(customers, config.test_fraction, config.negatives_per_positive)
+        counts = split.counts
+        log.info(
+            "%s customers (%s fraud) from %d file(s); training on %s fraud + %s legit (%.1fs)",
+            f"{counts['positives'] + counts['negatives']:,}",
+            f"{counts['positives']:,}",
+            len(files),
+            f"{counts['train_positives']:,}",
+            f"{counts['train_negatives']:,}",
+            time.monotonic() - started,
+        )
+        dataset = training_dataset(ctx, config.input_name, input_root, files, _feature_schema())
+        mlflow.log_input(dataset, context="training")
+
+        model = fit(split.train, config, counts)
+        log.info("fitted depth-%d tree in %.1fs total", config.max_depth, time.monotonic() - started)
+        y_test, p_test = scores(model, split.test)
+        # Train metrics are an overfitting check (ROC AUC is comparable with test; precision is
+        # not when negatives were subsampled): a bounded sample of the cached frame is enough.
+        train_rows = max(1, counts["train_positives"] + counts["train_negatives"])
+        sample = split.train.sample(fraction=min(1.0, TRAIN_EVAL_ROWS / train_rows), seed=config.seed)
+        y_train, p_train = scores(model, sample)
+        evaluation = evaluate(y_test, p_test, config.threshold, "test")
+        metrics = {**evaluation.metrics, **evaluate(y_train, p_train, config.threshold, "train").metrics}
+        tree = model.stages[-1]
+        importances = dict(zip(FEATURE_COLUMNS, tree.featureImportances.toArray().tolist(), strict=True))
+        metrics.update(
+            tree_depth=float(tree.depth),
+            tree_nodes=float(tree.numNodes),
+            customers=float(counts["positives"] + counts["negatives"]),
+            fraud_customers=float(counts["positives"]),
+            train_fit_rows=float(counts["train_positives"] + counts["train_negatives"]),
+        )
+
+        model_tags = {k: v for k, v in tags.items() if k.startswith(("pachyderm.", "airflow."))}
+        model_id, model_uri = log_spark_logged_model(
+            model, config.model_name, model_tags, params, _signature()
+        )
+        mlflow.log_metrics(metrics, model_id=model_id, dataset=dataset)
+        mlflow.log_dict(importances, "feature_importances.json")
+        with tempfile.TemporaryDirectory(prefix="pachflow-plots-") as tmp:
+            write_plots(y_test, p_test, evaluation, importances, config.threshold, Path(tmp))
+            mlflow.log_artifacts(tmp, artifact_path="plots")
+        split.train.unpersist()
+        result = TrainResult(
+            run_id=run.info.run_id,
+            experiment_id=experiment.experiment_id,
+            experiment_name=config.experiment_name,
+            tracking_uri=tracking_uri,
+            model_id=model_id,
+            model_uri=model_uri,
+            metrics=metrics,
+            tags=tags,
+        )
+    write_run_record(output_dir, asdict(result))
+    log.info(
+        "run %s: test ROC AUC %.4f, PR AUC %.4f, F1 %.4f at %.2f; model %s (%.1fs)",
+        result.run_id,
+        metrics["test_roc_auc"],
+        metrics["test_pr_auc"],
+        metrics["test_f1"],
+        config.threshold,
+        model_uri,
+        time.monotonic() - started,
+    )
+    return result
+
+
+def _start_spark_while_importing() -> SparkSession:
+    """Start the JVM in a thread while the slow Python imports (MLflow, sklearn, matplotlib) run:
+    launching Spark mostly waits on the java process, so the two overlap."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from spark_jobs.spark_session import build_session
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        session = pool.submit(build_session, "pachflow-train")
+        import matplotlib.pyplot  # noqa: F401
+        import mlflow.spark  # noqa: F401
+        import sklearn.metrics  # noqa: F401
+
+        return session.result()
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, "").strip() or default
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m spark_jobs.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input", type=Path, required=True, help="etl output (e.g. /pfs/etl)")
+    parser.add_argument("--output", type=Path, required=True, help="output directory (e.g. /pfs/out)")
+    parser.add_argument(
+        "--input-name", default=None, help="Pachyderm input/repo name (default: --input's basename)"
+    )
+    parser.add_argument("--max-depth", type=int, default=int(_env("MAX_DEPTH", "5")))
+    parser.add_argument("--max-bins", type=int, default=int(_env("MAX_BINS", "32")))
+    parser.add_argument(
+        "--min-instances-per-node", type=int, default=int(_env("MIN_INSTANCES_PER_NODE", "1"))
+    )
+    parser.add_argument("--seed", type=int, default=int(_env("SEED", "54321")))
+    parser.add_argument("--test-fraction", type=float, default=float(_env("TEST_FRACTION", "0.2")))
+    parser.add_argument(
+        "--negatives-per-positive",
+        type=int,
+        default=int(_env("NEGATIVES_PER_POSITIVE", "20")),
+        help="subsample training negatives to this many per fraud customer (0: all); test keeps all",
+    )
+    parser.add_argument("--threshold", type=float, default=float(_env("DECISION_THRESHOLD", "0.5")))
+    parser.add_argument("--experiment", default=_env("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT))
+    parser.add_argument("--model-name", default=_env("MLFLOW_MODEL_NAME", "fraud-detector"))
+    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not 0.0 < args.test_fraction < 1.0 or not 0.0 <= args.threshold <= 1.0 or args.max_depth < 1:
+        print("ml_train: need 0 < test-fraction < 1, 0 <= threshold <= 1 and max-depth >= 1", file=sys.stderr)
+        return 2
+    config = TrainConfig(
+        max_depth=args.max_depth,
+        max_bins=args.max_bins,
+        min_instances_per_node=args.min_instances_per_node,
+        seed=args.seed,
+        test_fraction=args.test_fraction,
+        negatives_per_positive=args.negatives_per_positive,
+        threshold=args.threshold,
+        experiment_name=args.experiment,
+        model_name=args.model_name,
+        input_name=args.input_name or args.input.name,
+    )
+    try:  # fail in seconds, before starting a JVM, if MLflow is not there
+        limit_http_retries()
+        check_tracking_server(args.tracking_uri, config.experiment_name)
+    except TrackingUnavailable as exc:
+        print(f"ml_train failed: {exc}", file=sys.stderr)
+        return 1
+    spark = _start_spark_while_importing()
+    try:
+        train_model(spark, args.input, args.output, config, args.tracking_uri)
+    except (TrainingError, TrackingUnavailable) as exc:
+        print(f"ml_train failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,120 @@
+"""What a job can learn from the Pachyderm worker environment, and the datum-batching loop.
+
+Works the same in a real Pachyderm worker, in pachd-lite (which runs the spec's command on
+the host with ``/pfs/...`` mapped into a sandbox) and in a plain shell (no Pachyderm at all).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("pachflow.worker_env")
+
+PFS_ROOT = "/pfs"
+
+
+@dataclass(frozen=True)
+class PachydermContext:
+    """Pachyderm facts for lineage; every field is empty outside a pipeline worker."""
+
+    pipeline: str = ""
+    project: str = ""
+    job_id: str = ""
+    output_commit: str = ""
+    spec_commit: str = ""
+    address: str = ""
+    input_commits: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def in_pipeline(self) -> bool:
+        return bool(self.pipeline and self.job_id)
+
+
+def pachd_address(env: dict[str, str] | None = None) -> str:
+    """``host:port`` of pachd: the in-cluster peer service (set in workers), else PACHD_ADDRESS."""
+    env = os.environ if env is None else env
+    host, port = env.get("PACHD_PEER_SERVICE_HOST", ""), env.get("PACHD_PEER_SERVICE_PORT", "")
+    if host and port:
+        return f"{host}:{port}"
+    address = env.get("PACHD_ADDRESS", "")
+    return address.split("://", 1)[-1].rstrip("/")
+
+
+def pachyderm_context(input_names: list[str], env: dict[str, str] | None = None) -> PachydermContext:
+    """Read the worker env (PPS_*, PACH_*, ``<input>_COMMIT``) for the given input names."""
+    env = os.environ if env is None else env
+    return PachydermContext(
+        pipeline=env.get("PPS_PIPELINE_NAME", ""),
+        project=env.get("PPS_PROJECT_NAME", "") or ("default" if env.get("PPS_PIPELINE_NAME") else ""),
+        job_id=env.get("PACH_JOB_ID", ""),
+        output_commit=env.get("PACH_OUTPUT_COMMIT_ID", "") or env.get("PACH_JOB_ID", ""),
+        spec_commit=env.get("PPS_SPEC_COMMIT", ""),
+        address=pachd_address(env),
+        input_commits={name: env[f"{name}_COMMIT"] for name in input_names if env.get(f"{name}_COMMIT")},
+    )
+
+
+def resolve_datum_path(value: str, input_name: str, input_root: Path) -> Path:
+    """Local path of a datum announced as ``/pfs/<input>/<matched path>``.
+
+    In a real worker the value exists as is. pachd-lite maps ``/pfs`` into a sandbox, so when
+    the literal path is missing the part after ``/pfs/<input>`` is re-rooted at ``input_root``
+    (the job's ``--input`` argument, already mapped).
+    """
+    literal = Path(value)
+    if literal.exists():
+        return literal
+    prefix = f"{PFS_ROOT}/{input_name}"
+    if value == prefix or value.startswith(prefix + "/"):
+        return input_root / value[len(prefix) :].lstrip("/")
+    return input_root / value.lstrip("/")
+
+
+def _apply_env_lines(lines: list[str]) -> None:
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep and key:
+            os.environ[key.strip()] = value
+
+
+def _load_dotenv_files(input_root: Path) -> None:
+    from dotenv import load_dotenv
+
+    # /pfs/.env in a worker; in pachd-lite the sandbox's pfs/.env beside the input directory.
+    for candidate in (Path(PFS_ROOT) / ".env", input_root.parent / ".env"):
+        if candidate.is_file():
+            load_dotenv(candidate, override=True)
+
+
+def in_batching_worker() -> bool:
+    return bool(os.environ.get("PPS_WORKER_GRPC_PORT"))
+
+
+def batched_datums(input_name: str, input_root: Path) -> Iterator[Callable[[BaseException | None], None]]:
+    """Drive datum batching like ``pachyderm_sdk.batch_all_datums``.
+
+    Yields once per datum after NextDatum has set the datum's environment; the consumer calls
+    the yielded ``done(error)`` so the next NextDatum reports the previous datum's error (as the
+    SDK does). Unlike the SDK decorator it also applies the env list of NextDatumResponse and a
+    sandboxed ``.env``, so the same code runs under pachd-lite on the host. The worker ends the
+    process when no datum is left.
+    """
+    from pachyderm_sdk import Client
+
+    worker = Client().worker
+    error = ""
+    while True:
+        response = worker.next_datum(error=error)
+        _load_dotenv_files(input_root)
+        _apply_env_lines(list(response.env))  # the response is this datum's own; it wins
+        outcome: list[BaseException | None] = [None]
+
+        def done(exc: BaseException | None, outcome: list[BaseException | None] = outcome) -> None:
+            outcome[0] = exc
+
+        yield done
+        error = repr(outcome[0]) if outcome[0] is not None else ""
