@@ -1,0 +1,81 @@
+"""``pachflow lineage``: MLflow run -> Pachyderm commits, or Pachyderm commit -> MLflow runs and models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pachflow import cli_clients
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pachflow lineage",
+        description="Follow lineage between MLflow runs and Pachyderm commits, in both directions.",
+    )
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run-id", help="MLflow run id: show the Pachyderm commits that produced it")
+    which.add_argument(
+        "--commit", help="REPO@COMMIT_ID: show the MLflow runs and model versions that used it"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a tree")
+    parser.add_argument("--model-name", default=None, help="registered model to report (default: any)")
+    parser.add_argument("--train-repo", default="ml_train", help="repo of the training pipeline")
+    cli_clients.add_connection_args(parser)
+    return parser
+
+
+def parse_commit(text: str) -> tuple[str | None, str, str]:
+    """``[project/]repo@id`` -> (project, repo, id)."""
+    if "@" not in text:
+        raise ValueError(f"--commit {text!r}: expected REPO@COMMIT_ID")
+    left, commit_id = text.rsplit("@", 1)
+    project, _, repo = left.rpartition("/")
+    if not repo or not commit_id:
+        raise ValueError(f"--commit {text!r}: expected REPO@COMMIT_ID")
+    return project or None, repo, commit_id
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pachflow.lineage import LineageError, lineage_for_commit, lineage_for_run, render_tree
+
+    args = build_parser().parse_args(argv)
+    try:
+        if args.commit:
+            project, repo, commit_id = parse_commit(args.commit)
+            if project:
+                args.project = project
+        mlflow_client, _ = cli_clients.mlflow(args)
+        client, project, _ = cli_clients.pachyderm(args)
+        if args.run_id:
+            records = [
+                lineage_for_run(
+                    mlflow_client, args.run_id, model_name=args.model_name, client=client, project=project
+                )
+            ]
+        else:
+            records = lineage_for_commit(
+                client,
+                mlflow_client,
+                project=project,
+                repo=repo,
+                commit_id=commit_id,
+                train_repo=args.train_repo,
+                model_name=args.model_name,
+            )
+    except (LineageError, ValueError, ConnectionError) as err:
+        print(f"pachflow lineage: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # MLflow or pachd answered with an error: say which, without a traceback
+        print(f"pachflow lineage: {cli_clients.describe_error(err, args)}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(records[0] if args.run_id else records, indent=2, sort_keys=True, default=str))
+    else:
+        print("\n\n".join(render_tree(r) for r in records))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Create or update Pachyderm pipelines from JSON specs, idempotently.
+
+A pipeline is updated only when its effective spec (what pachd would store, asked with
+``create_pipeline_v2(dry_run=True)``) differs from the stored one, so applying the same
+specs twice creates no spec commit and no job. Input repos that do not exist yet are
+created first; pipelines are applied upstream first.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pachyderm_sdk import Client
+
+log = logging.getLogger(__name__)
+
+CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
+
+
+class PipelineSpecError(ValueError):
+    """A pipeline spec file is missing, not JSON, or lacks a required field."""
+
+
+@dataclass
+class ApplyResult:
+    """What applying a set of specs did: per pipeline action, and the commit sets (jobs) it started."""
+
+    actions: dict[str, str] = field(default_factory=dict)
+    commit_sets: list[str] = field(default_factory=list)
+    created_repos: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"actions": self.actions, "commit_sets": self.commit_sets, "created_repos": self.created_repos}
+
+
+def spec_files(paths: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Expand files, directories (their ``*.json``) and globs into a sorted list of spec files."""
+    items = [paths] if isinstance(paths, str | Path) else list(paths)
+    found: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found += sorted(p.glob("*.json"))
+        elif p.is_file():
+            found.append(p)
+        elif glob.has_magic(str(item)):
+            found += sorted(Path(m) for m in glob.glob(str(item)) if Path(m).is_file())
+        else:
+            raise PipelineSpecError(f"pipeline spec {str(item)!r}: no such file or directory")
+    if not found:
+        raise PipelineSpecError(f"no pipeline spec files (*.json) in {items}")
+    return found
+
+
+def load_spec(path: Path) -> dict[str, Any]:
+    """Read one spec file; errors name the file and the line."""
+    try:
+        spec = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise PipelineSpecError(f"{path}: line {err.lineno}: invalid JSON: {err.msg}") from err
+    if not isinstance(spec, dict):
+        raise PipelineSpecError(f"{path}: a pipeline spec must be a JSON object")
+    name = (spec.get("pipeline") or {}).get("name")
+    if not name:
+        raise PipelineSpecError(f"{path}: field pipeline.name is missing")
+    if not (spec.get("transform") or {}).get("cmd") and not (spec.get("transform") or {}).get("image"):
+        raise PipelineSpecError(f"{path}: field transform.cmd is missing")
+    if "input" not in spec:
+        raise PipelineSpecError(f"{path}: field input is missing")
+    return spec
+
+
+def with_overrides(
+    spec: dict[str, Any], *, project: str, env: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Return a copy of ``spec`` in ``project`` with ``transform.env`` extended.
+
+    ``env`` maps a pipeline name (or ``"*"`` for every pipeline) to variables; values become strings.
+    """
+    out = json.loads(json.dumps(spec))
+    out["pipeline"].setdefault("project", {"name": project})
+    name = out["pipeline"]["name"]
+    extra: dict[str, str] = {}
+    for key in ("*", name):
+        for var, value in ((env or {}).get(key) or {}).items():
+            extra[str(var)] = "" if value is None else str(value)
+    if extra:
+        transform = out.setdefault("transform", {})
+        transform["env"] = {**(transform.get("env") or {}), **extra}
+    out.pop("update", None)
+    out.pop("reprocess", None)
+    return out
+
+
+def input_repos(node: Mapping[str, Any] | None, default_project: str) -> list[tuple[str, str]]:
+    """All (project, repo) of PFS inputs in an input tree (pfs, cross, union, join, group)."""
+    if not node:
+        return []
+    found: list[tuple[str, str]] = []
+    pfs = node.get("pfs")
+    if pfs:
+        found.append((pfs.get("project") or default_project, pfs["repo"]))
+    for key in ("cross", "union", "join", "group"):
+        for child in node.get(key) or []:
+            found += input_repos(child, default_project)
+    return found
+
+
+def upstream_first(specs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Order specs so every pipeline comes after the pipelines whose output it reads."""
+    by_name = {s["pipeline"]["name"]: s for s in specs}
+    ordered: list[dict[str, Any]] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            raise PipelineSpecError(f"pipeline specs form a cycle through {name!r}")
+        state[name] = "visiting"
+        spec = by_name[name]
+        for _, repo in input_repos(spec.get("input"), spec["pipeline"]["project"]["name"]):
+            if repo in by_name and repo != name:
+                visit(repo)
+        state[name] = "done"
+        ordered.append(spec)
+
+    for name in by_name:
+        visit(name)
+    return ordered
+
+
+def normalize(spec_json: str | Mapping[str, Any], *, keep_salt: bool = False) -> dict[str, Any]:
+    """Canonical dict of a CreatePipelineRequest (camelCase, int64 as strings, no update/reprocess)."""
+    from pachyderm_sdk.api import pps
+
+    data = json.loads(spec_json) if isinstance(spec_json, str) else dict(spec_json)
+    canon = pps.CreatePipelineRequest().from_dict(data).to_dict()
+    for key in ("update", "reprocess") + (() if keep_salt else ("salt",)):
+        canon.pop(key, None)
+    return canon
+
+
+def apply_pipelines(
+    client: Client,
+    specs: Iterable[dict[str, Any]],
+    *,
+    project: str,
+    reprocess: bool | Sequence[str] = False,
+    reprocess_on_change: bool | Sequence[str] = (),
+    create_input_repos: bool = True,
+) -> ApplyResult:
+    """Create missing pipelines, update changed ones, leave identical ones alone.
+
+    :param reprocess: True (all) or names of pipelines to update with ``reprocess=True`` even when
+        unchanged (new salt: every datum is processed again, e.g. to force retraining).
+    :param reprocess_on_change: True (all) or names of pipelines whose spec changes must reprocess
+        every datum. Pachyderm keeps the salt on a plain update, so unchanged datums are skipped
+        and a new hyper-parameter in ``transform.env`` would not retrain without this.
+    """
+    from pachyderm_sdk.api import pfs, pps
+
+    result = ApplyResult()
+    ordered = upstream_first(list(specs))
+    outputs = {s["pipeline"]["name"] for s in ordered}
+    for spec in ordered:
+        name = spec["pipeline"]["name"]
+        spec_project = spec["pipeline"]["project"]["name"]
+        if create_input_repos:
+            for repo_project, repo in input_repos(spec.get("input"), spec_project):
+                if repo in outputs and repo_project == spec_project:
+                    continue
+                repo_msg = pfs.Repo(name=repo, type="user", project=pfs.Project(name=repo_project))
+                if not client.pfs.repo_exists(repo_msg):
+                    client.pfs.create_repo(
+                        repo=repo_msg, description="created by pachflow for pipeline input"
+                    )
+                    result.created_repos.append(f"{repo_project}/{repo}")
+                    log.info("Created input repo %s/%s for pipeline %s", repo_project, repo, name)
+        pipeline = pps.Pipeline(name=name, project=pfs.Project(name=spec_project))
+        wants_reprocess = _named(reprocess, name)
+        desired = json.dumps(spec, sort_keys=True)
+        if not client.pps.pipeline_exists(pipeline):
+            client.pps.create_pipeline_v2(create_pipeline_request_json=desired)
+            action = CREATED
+        elif not wants_reprocess and _same_spec(client, pipeline, desired, keep_salt="salt" in spec):
+            result.actions[name] = UNCHANGED
+            log.info("Pipeline %s/%s: effective spec unchanged, not updated", spec_project, name)
+            continue
+        else:
+            wants_reprocess = wants_reprocess or _named(reprocess_on_change, name)
+            client.pps.create_pipeline_v2(
+                create_pipeline_request_json=desired, update=True, reprocess=wants_reprocess
+            )
+            action = UPDATED
+        info = client.pps.inspect_pipeline(pipeline=pipeline)
+        result.actions[name] = action
+        if info.spec_commit and info.spec_commit.id:
+            result.commit_sets.append(info.spec_commit.id)
+        log.info(
+            "Pipeline %s/%s %s (version %s%s)",
+            spec_project,
+            name,
+            action,
+            info.version,
+            ", reprocessing every datum" if wants_reprocess else "",
+        )
+    return result
+
+
+def _named(selection: bool | Sequence[str], name: str) -> bool:
+    return selection is True or (not isinstance(selection, bool) and name in selection)
+
+
+def _same_spec(client: Client, pipeline: Any, desired: str, *, keep_salt: bool) -> bool:
+    """Compare what pachd would store for ``desired`` with what it stores now."""
+    import grpc
+
+    info = client.pps.inspect_pipeline(pipeline=pipeline, details=True)
+    stored = info.effective_spec_json or info.user_spec_json
+    if not stored:
+        return False
+    try:
+        effective = client.pps.create_pipeline_v2(
+            create_pipeline_request_json=desired, dry_run=True, update=True
+        ).effective_create_pipeline_request_json
+    except grpc.RpcError as err:  # a server without dry-run: compare the user specs instead
+        if err.code() != grpc.StatusCode.UNIMPLEMENTED:
+            raise
+        effective, stored = desired, info.user_spec_json or stored
+    if not effective:
+        effective, stored = desired, info.user_spec_json or stored
+    return normalize(effective, keep_salt=keep_salt) == normalize(stored, keep_salt=keep_salt)

@@ -1,0 +1,197 @@
+"""Blocking checks and waits on a Pachyderm commit and the job behind it.
+
+Shared by the sensor (one check, then defer or poke) and the trigger (a server-side wait in a
+thread). A pipeline's output commit in commit set S belongs to job ``<pipeline>@S``; the wait
+ends as soon as that job is terminal, so failures surface at once instead of after a poke.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pachyderm_sdk import Client
+
+FAILED_JOB_STATES = ("JOB_FAILURE", "JOB_KILLED", "JOB_UNRUNNABLE")
+
+
+@dataclass(frozen=True)
+class CommitTarget:
+    """The commit to wait for (``project/repo@commit_id``) and whether a pipeline produces it."""
+
+    project: str
+    repo: str
+    commit_id: str
+    pipeline: bool
+
+    @property
+    def uri(self) -> str:
+        return f"{self.project}/{self.repo}@{self.commit_id}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class CommitNotFound(LookupError):
+    """The repo has no commit in the requested commit set (or the branch does not exist)."""
+
+
+def _commit(project: str, repo: str, commit_id: str = "", branch: str | None = None):
+    from pachyderm_sdk.api import pfs
+
+    r = pfs.Repo(name=repo, type="user", project=pfs.Project(name=project))
+    if branch:
+        return pfs.Commit(repo=r, id=commit_id, branch=pfs.Branch(repo=r, name=branch))
+    return pfs.Commit(repo=r, id=commit_id)
+
+
+def is_set(timestamp: Any) -> bool:
+    """betterproto turns an unset Timestamp into the epoch, not None."""
+    return timestamp is not None and timestamp.timestamp() > 0
+
+
+def resolve_target(
+    client: Client, *, project: str, repo: str, commit_set: str | None, branch: str = "master"
+) -> CommitTarget:
+    """Find the commit of ``repo`` in ``commit_set`` (or the head of ``branch``)."""
+    from pachyderm_sdk.api import pfs
+
+    if commit_set:
+        commit = _commit(project, repo, commit_set)
+        if not client.pfs.commit_exists(commit):
+            raise CommitNotFound(f"{project}/{repo} has no commit in commit set {commit_set}")
+        commit_id = commit_set
+    else:
+        b = pfs.Branch(repo=pfs.Repo(name=repo, type="user", project=pfs.Project(name=project)), name=branch)
+        if not client.pfs.branch_exists(b):
+            raise CommitNotFound(f"branch {project}/{repo}@{branch} does not exist")
+        commit_id = client.pfs.inspect_branch(branch=b).head.id
+    is_pipeline = pipeline_exists(client, project, repo)
+    return CommitTarget(project=project, repo=repo, commit_id=commit_id, pipeline=is_pipeline)
+
+
+def pipeline_exists(client: Client, project: str, name: str) -> bool:
+    """True when ``name`` is a pipeline (False also for servers without the PPS API)."""
+    import grpc
+    from pachyderm_sdk.api import pfs, pps
+
+    try:
+        return client.pps.pipeline_exists(pps.Pipeline(name=name, project=pfs.Project(name=project)))
+    except grpc.RpcError as err:
+        if err.code() == grpc.StatusCode.UNIMPLEMENTED:
+            return False
+        raise
+
+
+def _job(target: CommitTarget):
+    from pachyderm_sdk.api import pfs, pps
+
+    return pps.Job(
+        pipeline=pps.Pipeline(name=target.repo, project=pfs.Project(name=target.project)), id=target.commit_id
+    )
+
+
+def job_summary(info: Any) -> dict[str, Any]:
+    """The fields of a JobInfo worth logging and passing on."""
+    from pachyderm_sdk.api import pps
+
+    try:
+        state = pps.JobState(int(info.state)).name
+    except ValueError:
+        state = str(info.state)
+    return {
+        "state": state,
+        "reason": info.reason or "",
+        "data_total": int(info.data_total),
+        "data_processed": int(info.data_processed),
+        "data_skipped": int(info.data_skipped),
+        "data_failed": int(info.data_failed),
+        "data_recovered": int(info.data_recovered),
+    }
+
+
+def progress_line(target: CommitTarget, job: dict[str, Any]) -> str:
+    done = job["data_processed"] + job["data_skipped"] + job["data_failed"] + job["data_recovered"]
+    return (
+        f"{target.uri}: job {job['state']}, datums {done}/{job['data_total']} "
+        f"(processed {job['data_processed']}, skipped {job['data_skipped']}, failed {job['data_failed']})"
+    )
+
+
+def check(client: Client, target: CommitTarget) -> dict[str, Any]:
+    """One non-blocking look: ``{"status": "running"|"success"|"failed", ...}``."""
+    job = None
+    if target.pipeline:
+        job = job_summary(client.pps.inspect_job(job=_job(target)))
+        if job["state"] in FAILED_JOB_STATES:
+            return outcome(client, target, job)
+        if job["state"] != "JOB_SUCCESS":
+            return {"status": "running", "target": target.to_dict(), "job": job}
+    info = client.pfs.inspect_commit(commit=_commit(target.project, target.repo, target.commit_id))
+    if not is_set(info.finished):
+        return {"status": "running", "target": target.to_dict(), "job": job}
+    return outcome(client, target, job, commit_error=info.error)
+
+
+def wait(client: Client, target: CommitTarget) -> dict[str, Any]:
+    """Block server-side until the job is terminal and the commit finished; return the outcome."""
+    from pachyderm_sdk.api import pfs
+
+    job = None
+    if target.pipeline:
+        job = job_summary(client.pps.inspect_job(job=_job(target), wait=True))
+        if job["state"] in FAILED_JOB_STATES:
+            return outcome(client, target, job)
+    info = client.pfs.inspect_commit(
+        commit=_commit(target.project, target.repo, target.commit_id), wait=pfs.CommitState.FINISHED
+    )
+    return outcome(client, target, job, commit_error=info.error)
+
+
+def outcome(
+    client: Client,
+    target: CommitTarget,
+    job: dict[str, Any] | None,
+    *,
+    commit_error: str = "",
+    tail: int = 30,
+) -> dict[str, Any]:
+    """Build the final event: success, or failed with the reason and the job's log tail."""
+    failed = bool(commit_error) or bool(job and job["state"] in FAILED_JOB_STATES)
+    event: dict[str, Any] = {
+        "status": "failed" if failed else "success",
+        "target": target.to_dict(),
+        "commit_id": target.commit_id,
+        "job": job,
+    }
+    if failed:
+        event["reason"] = (job or {}).get("reason") or commit_error or "unknown"
+        event["log_tail"] = log_tail(client, target, tail) if target.pipeline else []
+    return event
+
+
+def log_tail(client: Client, target: CommitTarget, lines: int = 30) -> list[str]:
+    """The last ``lines`` log messages of the job (best effort: a failure to read logs is reported inline)."""
+    try:
+        messages = list(client.pps.get_logs(job=_job(target), tail=lines))
+    except Exception as err:  # logs are a diagnostic aid; never hide the job failure behind them
+        return [f"(could not read job logs: {err})"]
+    out = []
+    for msg in messages[-lines:]:
+        where = f"datum {msg.datum_id[:12]}" if msg.datum_id else ("master" if msg.master else "worker")
+        out.append(f"[{where}] {msg.message.rstrip()}")
+    return out
+
+
+def poll_until(
+    client: Client, target: CommitTarget, *, timeout: float, interval: float = 0.5
+) -> dict[str, Any]:
+    """Poll :func:`check` (for servers or tests where a blocking wait is unwanted)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = check(client, target)
+        if state["status"] != "running" or time.monotonic() >= deadline:
+            return state
+        time.sleep(interval)
