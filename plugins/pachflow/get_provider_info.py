@@ -43,8 +43,64 @@ def get_provider_info() -> dict:
                         "description": "Namespace of the pachd Service (with a Kubernetes connection)",
                         "schema": {"type": ["string", "null"]},
                     },
+                    "service": {
+                        "label": "pachd Service name",
+                        "description": "Kubernetes Service of pachd (with a Kubernetes connection)",
+                        "schema": {"type": ["string", "null"], "default": "pachd"},
+                    },
+                    "port_name": {
+                        "label": "pachd Service port name",
+                        "description": "Named port of the pachd Service that serves the gRPC API",
+                        "schema": {"type": ["string", "null"], "default": "api-grpc-port"},
+                    },
+                    "console_url": {
+                        "label": "Pachyderm Console URL",
+                        "description": "Base URL of Pachyderm Console, for the 'Pachyderm commit' task link",
+                        "schema": {"type": ["string", "null"]},
+                    },
                 },
             }
         ],
+        "integrations": [
+            {
+                "integration-name": "Pachyderm",
+                "external-doc-url": "https://docs.pachyderm.com/",
+                "tags": ["software"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "Pachyderm",
+                "python-modules": ["pachflow.hooks.pachyderm", "pachflow.hooks.mlflow"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "Pachyderm",
+                "python-modules": [
+                    "pachflow.operators.pipelines",
+                    "pachflow.operators.files",
+                    "pachflow.operators.lineage",
+                ],
+            }
+        ],
+        "sensors": [{"integration-name": "Pachyderm", "python-modules": ["pachflow.sensors.pachyderm"]}],
+        "triggers": [{"integration-name": "Pachyderm", "python-modules": ["pachflow.triggers.pachyderm"]}],
+        "extra-links": ["pachflow.links.MLflowRunLink", "pachflow.links.PachydermCommitLink"],
         "asset-uris": [{"schemes": ["pachyderm"], "handler": None}],
+        "config": {
+            "pachflow": {
+                "description": "Settings of the pachflow provider.",
+                "options": {
+                    "default_deferrable": {
+                        "description": "Whether pachflow sensors defer to the triggerer by default "
+                        "(set False where no triggerer runs).",
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "False",
+                        "default": "True",
+                    }
+                },
+            }
+        },
     }
