@@ -7,6 +7,7 @@ Fixtures for the real services live in tests/fixtures/ (one module per service).
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -28,6 +29,10 @@ for _var in (
     "AIRFLOW_CONN_MLFLOW_DEFAULT",
 ):
     os.environ.pop(_var, None)
+
+# py4j logs "Closing down clientserver connection" from __del__ at interpreter exit, after
+# pytest has closed the captured streams ("--- Logging error ---" noise at the end of a run).
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 pytest_plugins = [
     "tests.fixtures.pachd",

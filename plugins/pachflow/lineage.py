@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -206,16 +208,36 @@ def register_version(
     else:
         import mlflow
 
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
         model_uri = run.model_uri or f"runs:/{run.run_id}/model"
-        version = str(
-            mlflow.register_model(model_uri, model_name, tags=tags, await_registration_for=120).version
-        )
+        with _fluent_mlflow_at(tracking_uri):
+            registered = mlflow.register_model(model_uri, model_name, tags=tags, await_registration_for=120)
+        version = str(registered.version)
         log.info("Registered %s as %s version %s", model_uri, model_name, version)
     for key, value in tags.items():
         mlflow_client.set_model_version_tag(model_name, version, key, value)
     return version
+
+
+@contextmanager
+def _fluent_mlflow_at(tracking_uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API (``mlflow.register_model``) at ``tracking_uri`` for one block.
+
+    ``mlflow.set_tracking_uri`` also exports MLFLOW_TRACKING_URI/MLFLOW_REGISTRY_URI into the
+    process environment; restore both afterwards so the task leaves no MLflow target behind.
+    """
+    import mlflow
+
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])
+        mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
 
 
 def record_lineage(
