@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import stat
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,11 +83,29 @@ def read_token(token_file: str | None, environ: dict[str, str] | os._Environ[str
     return token
 
 
+MIN_MASKED_LENGTH = 4  # shorter values would mask common words ("a", "db") all over the logs
+
+
 class Redactor:
-    """Replaces the secrets it knows with a mask; the identity when it knows none."""
+    """Replaces the secrets it knows with a mask; the identity when it knows none.
+
+    ``add`` registers more values at run time (pipeline secrets); each line of a multi-line
+    value is masked too, since logs arrive line by line. Longer values are masked first."""
 
     def __init__(self, secrets: list[str] | None = None) -> None:
-        self.secrets = [s for s in (secrets or []) if s]
+        self.secrets: list[str] = [s for s in (secrets or []) if s]
+        self._lock = threading.Lock()
+
+    def add(self, values: list[str]) -> None:
+        """Mask these values from now on (values and lines shorter than 4 characters are not)."""
+        new: set[str] = set()
+        for value in values:
+            lines = [line.strip() for line in value.splitlines()] if "\n" in value else []
+            new.update(p for p in (value, *lines) if len(p) >= MIN_MASKED_LENGTH)
+        with self._lock:
+            merged = set(self.secrets) | new
+            # a new list, swapped in whole: readers iterate a consistent one
+            self.secrets = sorted(merged, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
@@ -103,6 +122,8 @@ class RedactingFilter(logging.Filter):
         self.redact = redact
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if not self.redact.secrets:
+            return True
         message = record.getMessage()
         cleaned = self.redact(message)
         if record.exc_info and record.exc_info[1] is not None:
@@ -115,9 +136,9 @@ class RedactingFilter(logging.Filter):
 
 
 def install_log_redaction(redact: Redactor) -> Callable[[], None]:
-    """Mask secrets in everything the root logger's handlers write; returns an undo function."""
-    if not redact.secrets:
-        return lambda: None
+    """Mask secrets in everything the root logger's handlers write; returns an undo function.
+
+    Installed even when ``redact`` knows no secret yet: pipeline secrets are added later."""
     flt = RedactingFilter(redact)
     handlers = list(logging.getLogger().handlers)
     for h in handlers:

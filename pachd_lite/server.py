@@ -21,6 +21,7 @@ from pachd_lite.api.registry import PachydermHandler
 from pachd_lite.api.transaction_api import TransactionApi
 from pachd_lite.pfs import projects
 from pachd_lite.pfs.model import PfsContext
+from pachd_lite.pps import secrets as pipeline_secrets
 from pachd_lite.pps.service import PpsService
 from pachd_lite.storage.blobs import BlobStore
 from pachd_lite.storage.db import Database
@@ -68,6 +69,7 @@ def open_context(
         file_url_roots=tuple(p.resolve() for p in file_url_roots),
     )
     projects.ensure_default(ctx)
+    pipeline_secrets.init(ctx)  # their values are masked from the first log line on
     with ctx.db.read() as conn:
         referenced = {
             r[0] for r in conn.execute("SELECT blob FROM files UNION SELECT blob FROM datum_outputs")

@@ -15,7 +15,7 @@ from pachd_lite.errors import InvalidArgument, NotFound
 from pachd_lite.pfs import branches, commits, files
 from pachd_lite.pfs.model import BranchRef, PfsContext, RepoRef
 from pachd_lite.pps import jobs as jobs_mod
-from pachd_lite.pps import pipelines
+from pachd_lite.pps import pipelines, secrets
 from pachd_lite.pps.datums import Match, PfsInputRef, compute_datums
 from pachd_lite.pps.logs import LogStore
 from pachd_lite.pps.spec import parse_create_pipeline_request
@@ -417,6 +417,29 @@ class PpsApi:
             if all(f in keys for f in filters):
                 out.add(datum_id)
         return out
+
+    # --- secrets -------------------------------------------------------------------------
+    @staticmethod
+    def _secret_info(record: secrets.SecretRecord) -> pps.SecretInfo:
+        # pachd's SecretInfo: name, type and creation time only; the values never leave the server
+        return pps.SecretInfo(
+            secret=pps.Secret(name=record.name), type=record.type, creation_timestamp=cv.ts(record.created_at)
+        )
+
+    def CreateSecret(self, req: pps.CreateSecretRequest, context: Any) -> Empty:
+        secrets.create_secret(self.ctx, req.file)
+        return Empty()
+
+    def InspectSecret(self, req: pps.InspectSecretRequest, context: Any) -> pps.SecretInfo:
+        name = req.secret.name if req.secret is not None else ""
+        return self._secret_info(secrets.inspect_secret(self.ctx, name))
+
+    def ListSecret(self, req: Empty, context: Any) -> pps.SecretInfos:
+        return pps.SecretInfos(secret_info=[self._secret_info(r) for r in secrets.list_secrets(self.ctx)])
+
+    def DeleteSecret(self, req: pps.DeleteSecretRequest, context: Any) -> Empty:
+        secrets.delete_secret(self.ctx, req.secret.name if req.secret is not None else "")
+        return Empty()
 
     # --- logs ----------------------------------------------------------------------------
     def GetLogs(self, req: pps.GetLogsRequest, context: Any) -> Iterator[pps.LogMessage]:

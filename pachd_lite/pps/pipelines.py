@@ -23,11 +23,13 @@ from pachd_lite.pfs.metadata import pipeline_metadata
 from pachd_lite.pfs.model import META, SPEC, USER, BranchRef, PfsContext, RepoRef
 from pachd_lite.pfs.names import new_commit_set_id, new_id
 from pachd_lite.pps import jobs
+from pachd_lite.pps import secrets as pipeline_secrets
 from pachd_lite.pps.spec import (
     apply_defaults,
     effective_spec_json,
     parse_create_pipeline_request,
     request_to_json,
+    secret_refs,
     validate_request,
 )
 
@@ -160,6 +162,7 @@ def create_pipeline(
             raise AlreadyExists(
                 f'pipeline "{project}/{name}" cannot be created because a repo with the same name already exists'
             )
+        pipeline_secrets.check_refs(conn, secret_refs(req))
         inputs = input_branches(effective)
         for branch in inputs:
             if repos.find_repo(conn, branch.repo) is None:

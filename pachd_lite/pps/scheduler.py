@@ -23,9 +23,11 @@ from pathlib import Path
 
 from pachyderm_sdk.api import pps
 
+from pachd_lite.errors import NotFound
 from pachd_lite.pfs import commits, files
 from pachd_lite.pfs.model import PfsContext
 from pachd_lite.pps import jobs
+from pachd_lite.pps import secrets as pipeline_secrets
 from pachd_lite.pps.datums import Datum, Match, PfsInputRef, compute_datums, datum_env
 from pachd_lite.pps.logs import LogStore
 from pachd_lite.pps.pipelines import PipelineRecord, find_pipeline
@@ -40,6 +42,8 @@ DATUM_FAILED = int(pps.DatumState.FAILED)
 DATUM_SKIPPED = int(pps.DatumState.SKIPPED)
 DATUM_RECOVERED = int(pps.DatumState.RECOVERED)
 FLUSH_EVERY = 0.5
+# How long a job waits for a missing pipeline secret before failing (pachd waits indefinitely).
+SECRET_WAIT_S = float(os.environ.get("PACHD_LITE_SECRET_WAIT_S", "30"))
 KILL_POLL = 0.3
 
 
@@ -264,13 +268,16 @@ class JobRunner:
             f"{base.id if base else 'none'})"
         )
         workers = max(1, min(int(spec.parallelism_spec.constant or 1), self.s.cap))
+        secret_env = self._secret_env(spec)
+        if secret_env is None:
+            return
         env = job_env(
             pipeline_name=record.name,
             project_name=record.project,
             job_id=self.job.id,
             output_commit_id=self.job.id,
             spec_commit_id=record.spec_commit_set,
-            transform_env=dict(spec.transform.env),
+            transform_env={**spec.transform.env, **secret_env},
             pachd_address=self.s.pachd_address,
             auth_token=self.s.auth_token,
         )
@@ -417,6 +424,31 @@ class JobRunner:
             if self.failure is None:
                 self.failure = (datum, reason)
         self.cancel.set()
+
+    def _secret_env(self, spec: pps.CreatePipelineRequest) -> dict[str, str] | None:
+        """The values of ``transform.secrets``, read at job start (as a new worker pod would).
+
+        A missing secret or key is waited for (Kubernetes keeps such a pod in
+        CreateContainerConfigError until the secret appears; a secret being replaced is briefly
+        absent), then the job fails naming it. None: the job ended."""
+        mounts = list(spec.transform.secrets)
+        deadline = time.monotonic() + SECRET_WAIT_S
+        logged = False
+        while True:
+            version = self.ctx.db.version
+            try:
+                return pipeline_secrets.resolve_env(self.ctx, mounts)
+            except NotFound as exc:
+                if time.monotonic() >= deadline:
+                    self._end(jobs.FAILURE, f"cannot start the job's workers: {exc}")
+                    return None
+                if not logged:
+                    self.master_log(f"waiting up to {SECRET_WAIT_S:g}s: {exc}")
+                    logged = True
+            self._current()  # JobStopped if the job was killed meanwhile
+            if self.s._stop.is_set():
+                raise JobStopped
+            self.ctx.db.wait_for_change(version, min(1.0, max(0.05, deadline - time.monotonic())))
 
     def _run_batched(self, spec, env, todo: list[Datum], workers: int, resolver: _Materialiser) -> None:
         tries = max(1, int(spec.datum_tries or 3))

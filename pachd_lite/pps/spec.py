@@ -9,8 +9,9 @@ Public API (stable; the PPS core calls it):
         "input.cross[1].pfs.glob").
     validate_request(req: pps.CreatePipelineRequest) -> None
         pachd 2.12's rules (names, transform, inputs, reprocess_spec) plus the features
-        pachd-lite cannot run (secrets, s3_out, service, spout, egress, tf_job, cron and s3
-        inputs). Raises SpecError.
+        pachd-lite cannot run (secrets mounted as files, s3_out, service, spout, egress, tf_job,
+        cron and s3 inputs); `transform.secrets` need name, env_var and key. Raises SpecError.
+    secret_refs(req) -> list[(field path, secret name, key)]   for the create-time existence check.
     apply_defaults(req) -> pps.CreatePipelineRequest   (a new message; `req` is not changed)
         Project "default", image "ubuntu:20.04", datum_tries 3, parallelism constant 1,
         output_branch "master", reprocess_spec "until_success"; each PFS input: name = repo,
@@ -42,6 +43,7 @@ __all__ = [
     "effective_spec_json",
     "parse_create_pipeline_request",
     "request_to_json",
+    "secret_refs",
     "validate_request",
 ]
 
@@ -471,8 +473,8 @@ def validate_request(req: pps.CreatePipelineRequest) -> None:
 def _check_unsupported(req: pps.CreatePipelineRequest) -> None:
     if _present(req.tf_job):
         raise SpecError("tf_job is not supported yet", "tf_job")
-    if _present(req.transform) and req.transform.secrets:
-        raise SpecError(_NOT_SUPPORTED.format("transform.secrets (Kubernetes secrets)"), "transform.secrets")
+    if _present(req.transform):
+        _validate_secrets(req.transform.secrets)
     if req.s3_out:
         raise SpecError(_NOT_SUPPORTED.format("s3_out (the S3 gateway)"), "s3_out")
     if _present(req.service):
@@ -481,6 +483,49 @@ def _check_unsupported(req: pps.CreatePipelineRequest) -> None:
         raise SpecError(_NOT_SUPPORTED.format("spout pipelines"), "spout")
     if _present(req.egress):
         raise SpecError(_NOT_SUPPORTED.format("egress"), "egress")
+
+
+_ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _validate_secrets(mounts: list[pps.SecretMount]) -> None:
+    """Secrets as environment variables only (no files on a host); names are checked at create."""
+    seen: dict[str, int] = {}
+    for i, m in enumerate(mounts):
+        path = f"transform.secrets[{i}]"
+        if not m.name:
+            raise SpecError(f"{path}.name: the secret's name is required", f"{path}.name")
+        if m.mount_path:
+            raise SpecError(
+                _NOT_SUPPORTED.format(f"secrets mounted as files ({path}.mount_path)")
+                + "; use env_var and key to get the value in an environment variable",
+                f"{path}.mount_path",
+            )
+        if not m.env_var:
+            raise SpecError(
+                f"{path}.env_var: set env_var (and key) to use secret {m.name}", f"{path}.env_var"
+            )
+        if not _ENV_VAR_RE.match(m.env_var):
+            raise SpecError(
+                f'{path}.env_var: "{m.env_var}" is not a valid environment variable name', f"{path}.env_var"
+            )
+        if not m.key:
+            raise SpecError(
+                f"{path}.key: the key of secret {m.name} to put in {m.env_var} is required", f"{path}.key"
+            )
+        if m.env_var in seen:
+            raise SpecError(
+                f"{path}.env_var: {m.env_var} is already set by transform.secrets[{seen[m.env_var]}]",
+                f"{path}.env_var",
+            )
+        seen[m.env_var] = i
+
+
+def secret_refs(req: pps.CreatePipelineRequest) -> list[tuple[str, str, str]]:
+    """(field path, secret name, key) of every ``transform.secrets`` entry."""
+    if not _present(req.transform):
+        return []
+    return [(f"transform.secrets[{i}]", m.name, m.key) for i, m in enumerate(req.transform.secrets)]
 
 
 _INPUT_KINDS = ("pfs", "cross", "union", "join", "group", "cron")

@@ -153,6 +153,12 @@ CREATE TABLE IF NOT EXISTS logs (
     data TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS logs_by_pipeline ON logs(project, pipeline, job_id);
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,  -- JSON {key: value}; never logged, never returned by the API
+    created_at REAL NOT NULL
+);
 """
 
 

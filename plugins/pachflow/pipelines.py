@@ -3,7 +3,9 @@
 A pipeline is updated only when its effective spec (what pachd would store, asked with
 ``create_pipeline_v2(dry_run=True)``) differs from the stored one, so applying the same
 specs twice creates no spec commit and no job. Input repos that do not exist yet are
-created first; pipelines are applied upstream first.
+created first; pipelines are applied upstream first. Credentials go into Pachyderm secrets
+(``ensure_secret``) that specs reference by name in ``transform.secrets`` (``SecretEnv``), so no
+value is ever part of a spec.
 """
 
 from __future__ import annotations
@@ -35,9 +37,15 @@ class ApplyResult:
     actions: dict[str, str] = field(default_factory=dict)
     commit_sets: list[str] = field(default_factory=list)
     created_repos: list[str] = field(default_factory=list)
+    secrets: dict[str, str] = field(default_factory=dict)  # name -> created|replaced (never values)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"actions": self.actions, "commit_sets": self.commit_sets, "created_repos": self.created_repos}
+        return {
+            "actions": self.actions,
+            "commit_sets": self.commit_sets,
+            "created_repos": self.created_repos,
+            "secrets": self.secrets,
+        }
 
 
 def spec_files(paths: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -78,11 +86,18 @@ def load_spec(path: Path) -> dict[str, Any]:
 
 
 def with_overrides(
-    spec: dict[str, Any], *, project: str, env: Mapping[str, Mapping[str, Any]] | None = None
+    spec: dict[str, Any],
+    *,
+    project: str,
+    env: Mapping[str, Mapping[str, Any]] | None = None,
+    secret_env: Mapping[str, Sequence[SecretEnv]] | None = None,
 ) -> dict[str, Any]:
-    """Return a copy of ``spec`` in ``project`` with ``transform.env`` extended.
+    """Return a copy of ``spec`` in ``project`` with ``transform.env`` and ``transform.secrets`` extended.
 
     ``env`` maps a pipeline name (or ``"*"`` for every pipeline) to variables; values become strings.
+    ``secret_env`` maps a pipeline name (or ``"*"``) to variables read from a Pachyderm secret: the
+    spec gets ``transform.secrets`` entries naming the secret and key, never the value, and loses
+    any ``transform.env`` entry of the same name.
     """
     out = json.loads(json.dumps(spec))
     out["pipeline"].setdefault("project", {"name": project})
@@ -94,9 +109,68 @@ def with_overrides(
     if extra:
         transform = out.setdefault("transform", {})
         transform["env"] = {**(transform.get("env") or {}), **extra}
+    refs = [ref for key in ("*", name) for ref in (secret_env or {}).get(key) or ()]
+    if refs:
+        transform = out.setdefault("transform", {})
+        names = {ref.env_var for ref in refs}
+        kept = [
+            s for s in transform.get("secrets") or [] if (s.get("envVar") or s.get("env_var")) not in names
+        ]
+        transform["secrets"] = kept + [ref.to_spec() for ref in refs]
+        if transform.get("env"):
+            transform["env"] = {k: v for k, v in transform["env"].items() if k not in names}
     out.pop("update", None)
     out.pop("reprocess", None)
     return out
+
+
+@dataclass(frozen=True)
+class SecretEnv:
+    """An environment variable a pipeline reads from a key of a Pachyderm (Kubernetes) secret."""
+
+    env_var: str
+    secret: str
+    key: str
+
+    def to_spec(self) -> dict[str, str]:
+        return {"name": self.secret, "key": self.key, "envVar": self.env_var}
+
+
+def ensure_secret(client: Client, name: str, data: Mapping[str, str]) -> str:
+    """Make Pachyderm secret ``name`` hold exactly ``data``; returns "created" or "replaced".
+
+    pachd's CreateSecret is Kubernetes' Create (no update) and no API returns the values, so an
+    existing secret is deleted and created again (pachd-lite jobs starting in between wait for it).
+    Nothing here logs or raises with a value in it.
+    """
+    import grpc
+    from pachyderm_sdk.api import pps
+
+    ref = pps.Secret(name=name)
+    action = "created"
+    for attempt in (1, 2):
+        try:
+            client.pps.inspect_secret(secret=ref)
+        except grpc.RpcError as err:
+            if not _not_found(err):
+                raise
+        else:
+            client.pps.delete_secret(secret=ref)
+            action = "replaced"
+        try:
+            client.pps.create_secret(name=name, data=dict(data))
+            return action
+        except grpc.RpcError as err:  # another apply re-created it in between: replace once more
+            if attempt == 2 or "already exists" not in (err.details() or ""):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _not_found(err: Any) -> bool:
+    """pachd-lite answers NOT_FOUND; pachd wraps Kubernetes' error ('secrets "x" not found')."""
+    import grpc
+
+    return err.code() == grpc.StatusCode.NOT_FOUND or "not found" in (err.details() or "")
 
 
 def input_repos(node: Mapping[str, Any] | None, default_project: str) -> list[tuple[str, str]]:
@@ -156,8 +230,13 @@ def apply_pipelines(
     reprocess: bool | Sequence[str] = False,
     reprocess_on_change: bool | Sequence[str] = (),
     create_input_repos: bool = True,
+    secrets: Mapping[str, Mapping[str, str]] | None = None,
 ) -> ApplyResult:
     """Create missing pipelines, update changed ones, leave identical ones alone.
+
+    :param secrets: Pachyderm secrets (name -> {key: value}) to create or replace first, for the
+        specs' ``transform.secrets`` to reference. Replacing a secret with the same values changes
+        no spec, so it updates no pipeline.
 
     :param reprocess: True (all) or names of pipelines to update with ``reprocess=True`` even when
         unchanged (new salt: every datum is processed again, e.g. to force retraining).
@@ -168,6 +247,11 @@ def apply_pipelines(
     from pachyderm_sdk.api import pfs, pps
 
     result = ApplyResult()
+    for secret_name, data in (secrets or {}).items():
+        result.secrets[secret_name] = ensure_secret(client, secret_name, data)
+        log.info(
+            "Pachyderm secret %s %s (keys: %s)", secret_name, result.secrets[secret_name], ", ".join(data)
+        )
     ordered = upstream_first(list(specs))
     outputs = {s["pipeline"]["name"] for s in ordered}
     for spec in ordered:

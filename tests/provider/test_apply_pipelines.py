@@ -87,3 +87,87 @@ def test_bad_spec_errors_name_file_and_line(tmp_path):
         load_spec(missing)
     with pytest.raises(PipelineSpecError, match="no such file"):
         spec_files(str(tmp_path / "nope.json"))
+
+
+DIGEST_PASSWORD = (
+    "import hashlib, os, pathlib\n"
+    "pathlib.Path('/pfs/out/user').write_text(os.environ['MLFLOW_TRACKING_USERNAME'])\n"
+    "pathlib.Path('/pfs/out/password.sha256').write_text("
+    "hashlib.sha256(os.environ['MLFLOW_TRACKING_PASSWORD'].encode()).hexdigest())\n"
+    "print('training for', os.environ['MLFLOW_TRACKING_USERNAME'], 'with', os.environ['MLFLOW_TRACKING_PASSWORD'])\n"
+)
+
+
+def test_mlflow_basic_auth_credentials_go_through_a_pachyderm_secret(
+    run_dag, pachyderm_connection, pachd_server, tmp_path
+):
+    """The connection's login/password reach the training code via a Pachyderm secret; no spec,
+    XCom or log holds the password; re-applying is idempotent; a new password reaches the next job."""
+    import hashlib
+
+    from tests.fixtures.airflow import airflow_connections
+    from tests.provider.specs import spec
+
+    client = pachd_server.client()
+    raw, train = unique_name("raw"), unique_name("train")
+    secret = unique_name("mlflow-creds").lower().replace("_", "-")
+    password = "conn-Pw-" + unique_name("x")
+    client.pfs.create_repo(repo=pfs.Repo(name=raw, type="user", project=pfs.Project(name="default")))
+    specs_dir = tmp_path / "specs"
+    specs_dir.mkdir()
+    train_spec = spec(train, raw, DIGEST_PASSWORD.replace("{", "{{").replace("}", "}}"), glob="/")
+    train_spec["transform"]["env"] = {"MLFLOW_TRACKING_URI": ""}  # declares it: the operator fills it in
+    (specs_dir / "train.json").write_text(json.dumps(train_spec))
+    mlflow = {"conn_type": "http", "host": "127.0.0.1", "port": 5999, "schema": "http", "login": "trainer"}
+
+    def apply(pw: str):
+        with airflow_connections(mlflow_auth=dict(mlflow, password=pw)):
+            return _apply(run_dag, specs_dir, mlflow_conn_id="mlflow_auth", mlflow_secret_name=secret)
+
+    def stored(name: str) -> pps.PipelineInfo:
+        return client.pps.inspect_pipeline(
+            pipeline=pps.Pipeline(name=name, project=pfs.Project(name="default")), details=True
+        )
+
+    result, _ = apply(password)
+    assert result["actions"] == {train: "created"} and result["secrets"] == {secret: "created"}
+    assert password not in json.dumps(result)  # the XCom
+    assert client.pps.inspect_secret(secret=pps.Secret(name=secret)).secret.name == secret
+    info = stored(train)
+    effective = json.loads(info.effective_spec_json)
+    assert effective["transform"]["secrets"] == [
+        {"name": secret, "key": "username", "envVar": "MLFLOW_TRACKING_USERNAME"},
+        {"name": secret, "key": "password", "envVar": "MLFLOW_TRACKING_PASSWORD"},
+    ]
+    assert effective["transform"]["env"]["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5999"
+    assert "MLFLOW_TRACKING_PASSWORD" not in effective["transform"]["env"]
+    for text in (info.effective_spec_json, info.user_spec_json, info.to_json()):
+        assert password not in text
+
+    result, commit_set = apply(password)  # same credentials, same spec: no update, no job
+    assert result["actions"] == {train: "unchanged"} and result["secrets"] == {secret: "replaced"}
+    assert commit_set == "" and stored(train).version == info.version
+
+    with client.pfs.commit(branch=pfs.Branch.from_uri(f"{raw}@master")) as c:
+        c.put_file_from_bytes("/day.csv", b"a,b\n1,2\n")
+    job = client.pps.inspect_job(job=pps.Job(pipeline=pps.Pipeline(name=train), id=c.id), wait=True)
+    assert job.state == pps.JobState.JOB_SUCCESS, job.reason
+
+    def digest(commit_id: str) -> str:
+        return client.pfs.pfs_file(pfs.File.from_uri(f"{train}@{commit_id}:/password.sha256")).read().decode()
+
+    assert digest(c.id) == hashlib.sha256(password.encode()).hexdigest()
+    assert client.pfs.pfs_file(pfs.File.from_uri(f"{train}@{c.id}:/user")).read() == b"trainer"
+    logs = [m.message for m in client.pps.get_logs(pipeline=pps.Pipeline(name=train))]
+    # every value of a secret is masked, the username too
+    assert "training for [redacted] with [redacted]" in logs and not any(password in m for m in logs)
+
+    rotated = password + "-rotated"
+    result, _ = apply(rotated)  # a new password: still no spec change, the next job reads it
+    assert result["actions"] == {train: "unchanged"}
+    with client.pfs.commit(branch=pfs.Branch.from_uri(f"{raw}@master")) as c2:
+        c2.put_file_from_bytes("/day2.csv", b"a,b\n3,4\n")
+    job = client.pps.inspect_job(job=pps.Job(pipeline=pps.Pipeline(name=train), id=c2.id), wait=True)
+    assert job.state == pps.JobState.JOB_SUCCESS, job.reason
+    assert digest(c2.id) == hashlib.sha256(rotated.encode()).hexdigest()
+    assert rotated not in stored(train).to_json()

@@ -7,6 +7,10 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
+MLFLOW_SECRET_NAME = "pachflow-mlflow-credentials"
+# transform.secrets entries the MLflow pipelines get when the connection has a login
+MLFLOW_SECRET_ENV = (("MLFLOW_TRACKING_USERNAME", "username"), ("MLFLOW_TRACKING_PASSWORD", "password"))
+
 
 class PachydermApplyPipelinesOperator(BaseOperator):
     """Create missing pipelines and update changed ones; identical specs cause no update and no job.
@@ -20,7 +24,13 @@ class PachydermApplyPipelinesOperator(BaseOperator):
         values stable between runs: a changed value updates the pipeline and starts a job.
     :param mlflow_conn_id: when set, ``MLFLOW_TRACKING_URI`` from this connection is added to the
         pipelines in ``mlflow_pipelines`` and to those whose spec declares ``MLFLOW_TRACKING_URI``.
+        When the connection has a login (MLflow basic auth), its login and password are stored in
+        the Pachyderm secret ``mlflow_secret_name`` (keys ``username``/``password``, replaced on
+        every run) and those pipelines get ``transform.secrets`` entries that put them in
+        ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``: the spec holds only the name.
     :param mlflow_pipelines: pipelines that log to MLflow.
+    :param mlflow_secret_name: the Pachyderm secret holding the MLflow credentials (a lowercase
+        Kubernetes name).
     :param reprocess: True, or names of pipelines, to update with ``reprocess`` even when unchanged
         (every datum is processed again; used to force retraining) (templated).
     :param reprocess_on_change: True, or names of pipelines, whose spec changes reprocess every datum
@@ -39,6 +49,7 @@ class PachydermApplyPipelinesOperator(BaseOperator):
         env: Mapping[str, Mapping[str, Any]] | None = None,
         mlflow_conn_id: str | None = None,
         mlflow_pipelines: Sequence[str] = (),
+        mlflow_secret_name: str = MLFLOW_SECRET_NAME,
         reprocess: bool | str | Sequence[str] = False,
         reprocess_on_change: bool | Sequence[str] = (),
         create_input_repos: bool = True,
@@ -51,6 +62,7 @@ class PachydermApplyPipelinesOperator(BaseOperator):
         self.env = env
         self.mlflow_conn_id = mlflow_conn_id
         self.mlflow_pipelines = mlflow_pipelines
+        self.mlflow_secret_name = mlflow_secret_name
         self.reprocess = reprocess
         self.reprocess_on_change = reprocess_on_change
         self.create_input_repos = create_input_repos
@@ -68,23 +80,35 @@ class PachydermApplyPipelinesOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from pachflow.hooks.pachyderm import PachydermHook
-        from pachflow.pipelines import apply_pipelines, load_spec, spec_files, with_overrides
+        from pachflow.pipelines import SecretEnv, apply_pipelines, load_spec, spec_files, with_overrides
 
         hook = PachydermHook(self.pachyderm_conn_id, project=self.project or None)
         client = hook.get_conn()
         env: dict[str, dict[str, Any]] = {k: dict(v or {}) for k, v in (self.env or {}).items()}
         files = spec_files(self.specs)
         raw = [load_spec(f) for f in files]
+        secret_env: dict[str, list[SecretEnv]] = {}
+        secrets: dict[str, dict[str, str]] = {}
         if self.mlflow_conn_id:
             from pachflow.hooks.mlflow import MLflowHook
 
-            uri = MLflowHook(self.mlflow_conn_id).tracking_uri
+            mlflow_hook = MLflowHook(self.mlflow_conn_id)
+            uri = mlflow_hook.tracking_uri
+            credentials = mlflow_hook.credentials()
+            refs = [SecretEnv(var, self.mlflow_secret_name, key) for var, key in MLFLOW_SECRET_ENV]
             for spec in raw:
                 name = spec["pipeline"]["name"]
                 declared = "MLFLOW_TRACKING_URI" in ((spec.get("transform") or {}).get("env") or {})
                 if declared or name in self.mlflow_pipelines:
                     env.setdefault(name, {})["MLFLOW_TRACKING_URI"] = uri
-        specs = [with_overrides(s, project=hook.project, env=env) for s in raw]
+                    if credentials:
+                        secret_env[name] = refs
+            if secret_env:
+                secrets[self.mlflow_secret_name] = {
+                    "username": credentials["MLFLOW_TRACKING_USERNAME"],
+                    "password": credentials["MLFLOW_TRACKING_PASSWORD"],
+                }
+        specs = [with_overrides(s, project=hook.project, env=env, secret_env=secret_env) for s in raw]
         self.log.info(
             "Applying %d pipeline specs from %s to pachd at %s",
             len(specs),
@@ -99,6 +123,7 @@ class PachydermApplyPipelinesOperator(BaseOperator):
             reprocess=self._reprocess(),
             reprocess_on_change=self.reprocess_on_change,
             create_input_repos=self.create_input_repos,
+            secrets=secrets,
         )
         context["ti"].xcom_push(key="commit_set", value=result.commit_sets[-1] if result.commit_sets else "")
         self.log.info("Pipelines: %s", result.actions)

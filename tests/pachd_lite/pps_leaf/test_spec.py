@@ -218,8 +218,8 @@ def test_validation_rules(overrides, field, words):
     ("overrides", "field"),
     [
         (
-            {"transform": {"cmd": ["x"], "secrets": [{"name": "s", "key": "k", "envVar": "E"}]}},
-            "transform.secrets",
+            {"transform": {"cmd": ["x"], "secrets": [{"name": "s", "mountPath": "/secrets"}]}},
+            "transform.secrets[0].mount_path",
         ),
         ({"s3Out": True}, "s3_out"),
         ({"service": {"internalPort": 80, "externalPort": 30080}}, "service"),
@@ -233,6 +233,22 @@ def test_unsupported_features_are_refused_clearly(overrides, field):
     e = error_of(good(**overrides))
     assert e.field == field
     assert "pachd-lite does not support" in str(e) and "real Pachyderm cluster" in str(e)
+
+
+def test_env_var_secrets_are_valid_and_need_name_env_var_and_key():
+    validate_request(
+        parse(good(transform={"cmd": ["x"], "secrets": [{"name": "s", "key": "k", "envVar": "E"}]}))
+    )
+    for secret, field in (
+        ({"key": "k", "envVar": "E"}, "transform.secrets[0].name"),
+        ({"name": "s", "key": "k"}, "transform.secrets[0].env_var"),
+        ({"name": "s", "envVar": "E"}, "transform.secrets[0].key"),
+        ({"name": "s", "key": "k", "envVar": "1-bad"}, "transform.secrets[0].env_var"),
+    ):
+        assert error_of(good(transform={"cmd": ["x"], "secrets": [secret]})).field == field, secret
+    twice = [{"name": "s", "key": "k", "envVar": "E"}, {"name": "t", "key": "k", "envVar": "E"}]
+    e = error_of(good(transform={"cmd": ["x"], "secrets": twice}))
+    assert e.field == "transform.secrets[1].env_var" and "already set" in str(e)
 
 
 def test_tf_job_is_refused_like_pachd():
