@@ -63,6 +63,12 @@ def run_measured(stage: str, cmd: list[str], env: dict[str, str], log_dir: Path)
     return StageResult(stage, round(wall, 2), round(peak / 2**20, 1), proc.returncode), stdout
 
 
+def spec_env(pipeline: str) -> dict[str, str]:
+    """``transform.env`` of pachyderm_specs/<pipeline>.json."""
+    spec = json.loads((ROOT / "pachyderm_specs" / f"{pipeline}.json").read_text())
+    return dict(spec["transform"].get("env", {}))
+
+
 def ensure_data(data_dir: Path, rows: int) -> Path:
     raw = data_dir / f"raw-{rows}"
     csv = raw / "paysim.csv"
@@ -115,10 +121,12 @@ def main(argv: list[str] | None = None) -> int:
             [py, "-m", "spark_jobs.train", "--input", str(work / "etl"), "--output", str(work / "ml_train")],
         ),
     ]
+    spec_of = {"split": "split_data", "etl": "etl", "train": "ml_train"}
     results: list[StageResult] = []
     try:
         for stage, cmd in stages:
-            result, _ = run_measured(stage, cmd, env, work)
+            # The spec's transform.env (e.g. ETL_ENGINE) applies, as in a Pachyderm worker.
+            result, _ = run_measured(stage, cmd, {**spec_env(spec_of[stage]), **env}, work)
             results.append(result)
             print(f"{stage:<9} {result.wall_s:8.1f} s   peak RSS {result.peak_rss_mb:8.0f} MB")
             if result.returncode != 0:

@@ -5,9 +5,13 @@ datum is one bucket file (glob ``/bucket-*/*``) and ``datum_batching`` keeps one
 datums of a worker; run directly, every bucket file under ``--input`` is processed in turn.
 Output: ``bucket-NN/<raw file stem>.parquet`` with one row of mergeable aggregates per
 customer (see spark_jobs.features), so each datum writes only its own path.
-The Spark session starts with the first datum that needs it; ETL_ARROW_BELOW_ROWS (opt-in,
-default 0) lets datums smaller than that be aggregated with pyarrow instead, which turns a
-small incremental run from a JVM start (~20 s here) into well under a second.
+Engines (env ETL_ENGINE): ``spark`` (the default of this module: PySpark) or ``arrow`` (pyarrow's
+hash aggregation, the same table; tests check both agree). pachyderm_specs/etl.json selects
+``arrow``: a bucket datum is ~400k rows even at full PaySim size, which pyarrow aggregates in a
+fraction of a second while a JVM start alone costs ~20 s on a loaded 2-core machine; set
+``ETL_ENGINE=spark`` in the spec for datums that outgrow one process. With the spark engine the
+session starts with the first datum that needs it, and ETL_ARROW_BELOW_ROWS (opt-in, default 0)
+still sends datums smaller than that to pyarrow.
 """
 
 from __future__ import annotations
@@ -62,6 +66,17 @@ class LazySpark:
             self._session.stop()
 
 
+ENGINES = ("spark", "arrow")
+
+
+def etl_engine() -> str:
+    """ETL_ENGINE: ``spark`` (default) or ``arrow``; anything else is a clear error."""
+    raw = os.environ.get("ETL_ENGINE", "").strip().lower() or "spark"
+    if raw not in ENGINES:
+        raise DatumError(f"ETL_ENGINE={raw!r} is not one of {', '.join(ENGINES)}")
+    return raw
+
+
 def arrow_below_rows() -> int:
     """ETL_ARROW_BELOW_ROWS: datums with fewer rows are aggregated with pyarrow (default 0: never).
 
@@ -108,17 +123,20 @@ def aggregate_datum(
     input_root: Path,
     output_dir: Path,
     arrow_below: int = 0,
+    engine: str = "spark",
 ) -> Path:
     """Aggregate one datum (a bucket file or directory) into its output Parquet file.
 
-    With Spark, unless the datum has fewer than ``arrow_below`` rows (see arrow_below_rows).
+    With ``engine`` (see etl_engine); the spark engine hands datums with fewer than
+    ``arrow_below`` rows to pyarrow (see arrow_below_rows).
     """
     files = _data_files(datum)
     if not files:
         raise DatumError(f"{datum}: no Parquet file to aggregate")
     started = time.monotonic()
-    rows = sum(pq.read_metadata(str(f)).num_rows for f in files) if arrow_below else None
-    engine = "arrow" if rows is not None and rows < arrow_below else "spark"
+    if engine == "spark" and arrow_below:
+        rows = sum(pq.read_metadata(str(f)).num_rows for f in files)
+        engine = "arrow" if rows < arrow_below else "spark"
     try:
         if engine == "arrow":
             table = partial_aggregates_arrow(pq.read_table([str(f) for f in files], schema=ARROW_SCHEMA))
@@ -151,8 +169,9 @@ def run_directory(spark: SparkSession | LazySpark, input_root: Path, output_dir:
     if not datums:
         raise DatumError(f"{input_root}: no bucket-*/ files found (is this the split_data output?)")
     outputs = []
+    engine = etl_engine()
     for i, datum in enumerate(datums, start=1):
-        outputs.append(aggregate_datum(spark, datum, input_root, output_dir, arrow_below_rows()))
+        outputs.append(aggregate_datum(spark, datum, input_root, output_dir, arrow_below_rows(), engine))
         log.info("etl progress: %d/%d datums", i, len(datums))
     return outputs
 
@@ -166,7 +185,7 @@ def run_batched(spark: SparkSession | LazySpark, input_name: str, input_root: Pa
             if not value:
                 raise DatumError(f"datum env variable {input_name!r} is not set by the worker")
             datum = resolve_datum_path(value, input_name, input_root)
-            aggregate_datum(spark, datum, input_root, output_dir, arrow_below_rows())
+            aggregate_datum(spark, datum, input_root, output_dir, arrow_below_rows(), etl_engine())
             count += 1
             done(None)
         except Exception as exc:

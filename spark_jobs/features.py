@@ -4,6 +4,7 @@ ETL writes *mergeable* partial aggregates per customer (counts, sums, min/max) f
 split file of a bucket, so a new day's file only adds new partials instead of forcing every
 bucket to be recomputed. Training merges the partials of a customer and derives the
 features (means and fractions) and the label (any fraud).
+Each step exists for Spark DataFrames and for pyarrow tables (``*_arrow``), with the same result.
 """
 
 from __future__ import annotations
@@ -174,3 +175,36 @@ def partial_aggregates_arrow(transactions: pa.Table) -> pa.Table:
             **{name: grouped.column(f"{src}_{how}") for name, (src, how) in spec.items()},
         }
     )
+
+
+def merge_partials_arrow(partials: pa.Table) -> pa.Table:
+    """:func:`merge_partials` with pyarrow: one row per customer of several files' partials."""
+    grouped = partials.group_by(KEY, use_threads=False).aggregate(
+        [(name, how) for name, how in MERGE.items()]
+    )
+    return pa.table({KEY: grouped.column(KEY), **{n: grouped.column(f"{n}_{h}") for n, h in MERGE.items()}})
+
+
+def customer_features_arrow(aggregates: pa.Table) -> pa.Table:
+    """:func:`customer_features` with pyarrow: KEY, FEATURE_COLUMNS (double) and LABEL."""
+    import pyarrow.compute as pc
+
+    as_double = lambda name: pc.cast(aggregates.column(name), pa.float64())  # noqa: E731
+    n = as_double("n_tx")
+    mean = lambda name: pc.divide(as_double(name), n)  # noqa: E731
+    columns = {
+        KEY: aggregates.column(KEY),
+        "n_tx": n,
+        "mean_amount": mean("sum_amount"),
+        "max_amount": as_double("max_amount"),
+        **{f"mean_{b}": mean(f"sum_{b}") for b in BALANCES},
+        "max_oldbalanceOrg": as_double("max_oldbalanceOrg"),
+        **{f"frac_{t}": mean(f"n_{t}") for t in TRANSACTION_TYPES},
+        "mean_errorBalanceOrig": mean("sum_errorBalanceOrig"),
+        "mean_errorBalanceDest": mean("sum_errorBalanceDest"),
+        "frac_orig_emptied": mean("n_orig_emptied"),
+        "frac_dest_zero": mean("n_dest_zero"),
+        LABEL: pc.cast(pc.greater(aggregates.column("n_fraud"), 0), pa.float64()),
+    }
+    assert list(columns)[1:-1] == list(FEATURE_COLUMNS)
+    return pa.table(columns)

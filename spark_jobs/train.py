@@ -8,6 +8,10 @@ PR AUC, precision/recall/F1 at the chosen threshold, confusion matrix). Logs par
 metrics, PNG plots, the model as an MLflow 3 LoggedModel and the input dataset
 (``pachyderm://…@<commit>``, digest = commit id), tags the run per the lineage contract and
 writes ``<run_id>`` plus ``mlflow_run.json`` into the output directory.
+
+Where the time goes (benchmarks/full_pipeline.py): the etl output is one small row per customer,
+so it is read, merged and split with pyarrow while the JVM starts in a thread; Spark MLlib gets
+only the frames it fits (cached) and scores, built from Arrow without another file scan.
 """
 
 from __future__ import annotations
@@ -18,13 +22,23 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from spark_jobs.features import FEATURE_COLUMNS, KEY, LABEL, customer_features, merge_partials
+from spark_jobs.features import (
+    FEATURE_COLUMNS,
+    KEY,
+    LABEL,
+    customer_features_arrow,
+    merge_partials_arrow,
+)
 from spark_jobs.lineage_tags import lineage_tags, provenance_from_pachd
 from spark_jobs.tracking import (
     TrackingUnavailable,
@@ -92,35 +106,57 @@ def input_files(input_root: Path) -> list[Path]:
     return files
 
 
-def load_customers(spark: SparkSession, files: list[Path], seed: int) -> DataFrame:
-    """Per-customer features + label + a deterministic split key (lazy: nothing is read yet)."""
-    from pyspark.sql import functions as F
+def load_customers(files: list[Path], seed: int) -> pa.Table:
+    """Per-customer features + label + a deterministic split key, read with pyarrow.
 
-    partials = spark.read.parquet(*[str(f) for f in files])
-    missing = [c for c in ("nameOrig", "n_tx", "n_fraud") if c not in partials.columns]
+    The etl output is small next to the raw data (one row per customer and file), so it is
+    prepared in this process while the JVM starts; Spark gets only the frames it fits and scores.
+    """
+    import pyarrow.compute as pc
+
+    partials = pq.read_table([str(f) for f in files])
+    missing = [c for c in ("nameOrig", "n_tx", "n_fraud") if c not in partials.column_names]
     if missing:
         raise TrainingError(f"{files[0].parent}: input lacks column(s) {missing}; expected etl aggregates")
     # A customer's partials all sit in one bucket directory (the bucket is a hash of the
-    # customer), so with one file per bucket there is nothing to merge and a shuffle is saved.
+    # customer), so with one file per bucket there is nothing to merge.
     one_file_per_bucket = len({f.parent for f in files}) == len(files)
-    customers = customer_features(partials if one_file_per_bucket else merge_partials(partials))
-    # A hash of the customer id, not rand(): the split must not change if Spark recomputes.
-    split_u = (F.pmod(F.xxhash64(F.col(KEY), F.lit(seed)), F.lit(1_000_003)) / F.lit(1_000_003.0)).alias(
-        SPLIT_KEY
-    )
-    return customers.select(*FEATURE_COLUMNS, LABEL, split_u)
+    customers = customer_features_arrow(partials if one_file_per_bucket else merge_partials_arrow(partials))
+    # A hash of the customer id, not a random draw: the same customers land in test every run.
+    customers = customers.append_column(SPLIT_KEY, pa.array(uniform_key(customers.column(KEY), seed)))
+    return customers.select([*FEATURE_COLUMNS, LABEL, SPLIT_KEY]).filter(pc.is_valid(customers.column(LABEL)))
+
+
+def uniform_key(ids: pa.ChunkedArray, seed: int) -> np.ndarray:
+    """A deterministic uniform [0, 1) value per customer id (splitmix64 of the id and the seed).
+
+    PaySim ids are ``C`` + up to 18 digits (split_data rejects others), so the number is hashed
+    directly; any other id falls back to pandas' string hash, which is slower.
+    """
+    import pyarrow.compute as pc
+
+    try:
+        z = pc.cast(pc.utf8_slice_codeunits(ids, 1), pa.int64()).to_numpy().astype(np.uint64)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        z = pd.util.hash_array(ids.to_numpy(zero_copy_only=False), categorize=False)
+    with np.errstate(over="ignore"):
+        z = z + np.uint64(0x9E3779B97F4A7C15) * np.uint64(seed + 1)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(2**53)
 
 
 @dataclass
 class Split:
-    """Train (cached) and test frames with their class counts."""
+    """Train and test tables with their class counts."""
 
-    train: DataFrame
-    test: DataFrame
+    train: pa.Table
+    test: pa.Table
     counts: dict[str, int]
 
 
-def stratified_split(customers: DataFrame, test_fraction: float, negatives_per_positive: int) -> Split:
+def stratified_split(customers: pa.Table, test_fraction: float, negatives_per_positive: int) -> Split:
     """Seeded split keeping exactly ``test_fraction`` of the (rare) positives in the test set.
 
     Negatives are split on the uniform hash key (their share is within a fraction of a percent
@@ -130,43 +166,32 @@ def stratified_split(customers: DataFrame, test_fraction: float, negatives_per_p
     weights this changes little for the tree but makes fitting several times cheaper; the test
     set always keeps every customer.
     """
-    from pyspark.sql import functions as F
-
-    # One pass: class sizes, and the split keys of the (few) positives for their exact cut.
-    rows = (
-        customers.groupBy(LABEL)
-        .agg(
-            F.count(F.lit(1)).alias("n"),
-            F.collect_list(F.when(F.col(LABEL) == 1, F.col(SPLIT_KEY))).alias("u"),
-        )
-        .collect()
-    )
-    counts = {int(r[LABEL]): int(r["n"]) for r in rows}
-    n_pos, n_neg = counts.get(1, 0), counts.get(0, 0)
+    label = customers.column(LABEL).to_numpy() == 1.0
+    u = customers.column(SPLIT_KEY).to_numpy()
+    n_pos, n_neg = int(label.sum()), int((~label).sum())
     if n_pos < 2 or n_neg < 2:
         raise TrainingError(f"need at least 2 customers of each class, got {n_pos} fraud and {n_neg} legit")
-    pos_u = np.sort(next(r["u"] for r in rows if int(r[LABEL]) == 1))
+    pos_u = np.sort(u[label])
     n_pos_test = max(1, round(n_pos * test_fraction))
     pos_cut = float(pos_u[n_pos - n_pos_test])  # the n_pos_test largest keys go to test
     neg_cut = 1.0 - test_fraction
     rate = 1.0
     if negatives_per_positive > 0:
         rate = min(1.0, negatives_per_positive * (n_pos - n_pos_test) / (n_neg * neg_cut))
-    label, u = F.col(LABEL), F.col(SPLIT_KEY)
-    is_test = ((label == 1) & (u >= pos_cut)) | ((label == 0) & (u >= neg_cut))
+    is_test = (label & (u >= pos_cut)) | (~label & (u >= neg_cut))
     # u is uniform, so u < neg_cut * rate is a uniform sample of the training negatives.
-    is_train = ((label == 1) & (u < pos_cut)) | ((label == 0) & (u < neg_cut * rate))
-    train = customers.where(is_train).cache()
-    train_counts = {int(r[LABEL]): int(r["count"]) for r in train.groupBy(LABEL).count().collect()}
+    is_train = (label & (u < pos_cut)) | (~label & (u < neg_cut * rate))
+    columns = [*FEATURE_COLUMNS, LABEL]
+    train = customers.select(columns).filter(pa.array(is_train))
     return Split(
         train=train,
-        test=customers.where(is_test),
+        test=customers.select(columns).filter(pa.array(is_test)),
         counts={
             "positives": n_pos,
             "negatives": n_neg,
             "test_positives": n_pos_test,
-            "train_positives": train_counts.get(1, 0),
-            "train_negatives": train_counts.get(0, 0),
+            "train_positives": int((label & is_train).sum()),
+            "train_negatives": int((~label & is_train).sum()),
         },
     )
 
@@ -230,14 +255,18 @@ def _feature_schema() -> Any:
 
 
 def train_model(
-    spark: SparkSession,
+    spark: SparkSession | Callable[[], SparkSession],
     input_root: Path,
     output_dir: Path,
     config: TrainConfig,
     tracking_uri: str,
     ctx: PachydermContext | None = None,
 ) -> TrainResult:
-    """Train, evaluate and log one run; writes the run record into ``output_dir``."""
+    """Train, evaluate and log one run; writes the run record into ``output_dir``.
+
+    ``spark`` may be a callable returning the session, so that the JVM starts while the input
+    is read and split (see main).
+    """
     import mlflow
 
     from spark_jobs.evaluation import evaluate, write_plots
@@ -261,8 +290,9 @@ def train_model(
         )
         mlflow.log_params(params)
 
-        customers = load_customers(spark, files, config.seed)
+        customers = load_customers(files, config.seed)
         split = stratified_split(customers, config.test_fraction, config.negatives_per_positive)
+        del customers
         counts = split.counts
         log.info(
             "%s customers (%s fraud) from %d file(s); training on %s fraud + %s legit (%.1fs)",
@@ -276,14 +306,20 @@ def train_model(
         dataset = training_dataset(ctx, config.input_name, input_root, files, _feature_schema())
         mlflow.log_input(dataset, context="training")
 
-        model = fit(split.train, config, counts)
+        session = spark() if callable(spark) else spark
+        train_frame = session.createDataFrame(split.train).cache()
+        model = fit(train_frame, config, counts)
         log.info("fitted depth-%d tree in %.1fs total", config.max_depth, time.monotonic() - started)
-        y_test, p_test = scores(model, split.test)
+        y_test, p_test = scores(model, session.createDataFrame(split.test))
         # Train metrics are an overfitting check (ROC AUC is comparable with test; precision is
-        # not when negatives were subsampled): a bounded sample of the cached frame is enough.
-        train_rows = max(1, counts["train_positives"] + counts["train_negatives"])
-        sample = split.train.sample(fraction=min(1.0, TRAIN_EVAL_ROWS / train_rows), seed=config.seed)
-        y_train, p_train = scores(model, sample)
+        # not when negatives were subsampled): a bounded, seeded sample of the training rows.
+        if split.train.num_rows <= TRAIN_EVAL_ROWS:
+            y_train, p_train = scores(model, train_frame)
+        else:
+            rows = np.random.default_rng(config.seed).choice(
+                split.train.num_rows, TRAIN_EVAL_ROWS, replace=False
+            )
+            y_train, p_train = scores(model, session.createDataFrame(split.train.take(np.sort(rows))))
         evaluation = evaluate(y_test, p_test, config.threshold, "test")
         metrics = {**evaluation.metrics, **evaluate(y_train, p_train, config.threshold, "train").metrics}
         tree = model.stages[-1]
@@ -305,7 +341,7 @@ def train_model(
         with tempfile.TemporaryDirectory(prefix="pachflow-plots-") as tmp:
             write_plots(y_test, p_test, evaluation, importances, config.threshold, Path(tmp))
             mlflow.log_artifacts(tmp, artifact_path="plots")
-        split.train.unpersist()
+        train_frame.unpersist()
         result = TrainResult(
             run_id=run.info.run_id,
             experiment_id=experiment.experiment_id,
@@ -330,20 +366,11 @@ def train_model(
     return result
 
 
-def _start_spark_while_importing() -> SparkSession:
-    """Start the JVM in a thread while the slow Python imports (MLflow, sklearn, matplotlib) run:
-    launching Spark mostly waits on the java process, so the two overlap."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from spark_jobs.spark_session import build_session
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        session = pool.submit(build_session, "pachflow-train")
-        import matplotlib.pyplot  # noqa: F401
-        import mlflow.spark  # noqa: F401
-        import sklearn.metrics  # noqa: F401
-
-        return session.result()
+def _import_heavy_modules() -> None:
+    """MLflow's Spark flavour, sklearn and matplotlib take seconds to import: done while the JVM starts."""
+    import matplotlib.pyplot  # noqa: F401
+    import mlflow.spark  # noqa: F401
+    import sklearn.metrics  # noqa: F401
 
 
 def _env(name: str, default: str) -> str:
@@ -401,14 +428,23 @@ def main(argv: list[str] | None = None) -> int:
     except TrackingUnavailable as exc:
         print(f"ml_train failed: {exc}", file=sys.stderr)
         return 1
-    spark = _start_spark_while_importing()
-    try:
-        train_model(spark, args.input, args.output, config, args.tracking_uri)
-    except (TrainingError, TrackingUnavailable) as exc:
-        print(f"ml_train failed: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        spark.stop()
+    from concurrent.futures import ThreadPoolExecutor
+
+    from spark_jobs.spark_session import build_session
+
+    # Launching Spark mostly waits on the java process: the Python imports and reading and
+    # splitting the input run meanwhile, and train_model asks for the session only to fit.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        session = pool.submit(build_session, "pachflow-train")
+        try:
+            _import_heavy_modules()
+            train_model(session.result, args.input, args.output, config, args.tracking_uri)
+        except (TrainingError, TrackingUnavailable) as exc:
+            print(f"ml_train failed: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            if session.exception() is None:  # waits for a start still in progress, then stops it
+                session.result().stop()
     return 0
 
 

@@ -17,7 +17,15 @@ from spark_jobs.etl import (
     output_path_for,
     run_directory,
 )
-from spark_jobs.features import FEATURE_COLUMNS, LABEL, MERGE, customer_features, merge_partials
+from spark_jobs.features import (
+    FEATURE_COLUMNS,
+    LABEL,
+    MERGE,
+    customer_features,
+    customer_features_arrow,
+    merge_partials,
+    merge_partials_arrow,
+)
 from spark_jobs.schema import ARROW_SCHEMA
 
 pytestmark = pytest.mark.spark
@@ -83,6 +91,18 @@ def test_aggregates_match_independent_pandas(spark, etl_dir: Path, raw_dir: Path
     assert got[LABEL].sum() > 50  # the test data really has fraud customers
 
 
+def test_arrow_features_match_independent_pandas(etl_dir: Path, raw_dir: Path) -> None:
+    """The pyarrow merge + features that training uses give the same numbers as pandas."""
+    partials = pq.read_table(sorted(str(p) for p in etl_dir.glob("bucket-*/*.parquet")))
+    got = (
+        customer_features_arrow(merge_partials_arrow(partials)).to_pandas().set_index("nameOrig").sort_index()
+    )
+    expected = pandas_customers(raw_dir)
+    assert list(got.index) == list(expected.index)
+    for column in (*FEATURE_COLUMNS, LABEL):
+        np.testing.assert_allclose(got[column], expected[column], rtol=1e-9, atol=1e-6, err_msg=column)
+
+
 def test_partials_of_one_file_are_per_customer(etl_dir: Path) -> None:
     table = pq.read_table(next(etl_dir.glob("bucket-*/paysim-day-01.parquet")))
     names = table.column("nameOrig").to_pylist()
@@ -130,3 +150,35 @@ def test_opt_in_arrow_path_matches_spark_and_starts_no_jvm(
     monkeypatch.setenv("ETL_ARROW_BELOW_ROWS", "1")
     with pytest.raises(DatumError, match="must not start Spark"):
         aggregate_datum(LazySpark(no_jvm), datum, split_dir, tmp_path / "x", arrow_below_rows())
+
+
+def test_arrow_engine_equals_spark_engine_and_starts_no_jvm(
+    spark, split_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ETL_ENGINE=arrow (what pachyderm_specs/etl.json selects) gives the spark engine's tables."""
+
+    def no_jvm():
+        raise AssertionError("ETL_ENGINE=arrow must not start Spark")
+
+    monkeypatch.delenv("ETL_ARROW_BELOW_ROWS", raising=False)
+    monkeypatch.setenv("ETL_ENGINE", "spark")
+    by_spark = run_directory(LazySpark.of(spark), split_dir, tmp_path / "spark")
+    monkeypatch.setenv("ETL_ENGINE", "arrow")
+    by_arrow = run_directory(LazySpark(no_jvm), split_dir, tmp_path / "arrow")
+    assert [p.relative_to(tmp_path / "arrow") for p in by_arrow] == [
+        p.relative_to(tmp_path / "spark") for p in by_spark
+    ]
+    for s_path, a_path in zip(by_spark, by_arrow, strict=True):
+        s_table, a_table = pq.read_table(s_path), pq.read_table(a_path)
+        assert a_table.schema.names == s_table.schema.names and a_table.schema.types == s_table.schema.types
+        a = a_table.to_pandas().set_index("nameOrig").sort_index()
+        s = s_table.to_pandas().set_index("nameOrig").sort_index()
+        assert list(a.index) == list(s.index)
+        for column in MERGE:
+            np.testing.assert_allclose(a[column], s[column], rtol=1e-12, err_msg=f"{a_path}: {column}")
+
+
+def test_unknown_etl_engine_is_a_clear_error(split_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("ETL_ENGINE", "duckdb")
+    with pytest.raises(DatumError, match="ETL_ENGINE='duckdb' is not one of spark, arrow"):
+        run_directory(LazySpark(lambda: None), split_dir, tmp_path)
