@@ -47,6 +47,7 @@ PROGRESS_EVERY_ROWS = 1_000_000
 _FLOAT_RE = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 _INT_RE = r"^[+-]?\d+$"
 _ID_RE = {"nameOrig": r"^C\d{1,18}$", "nameDest": r"^[CM]\d{1,18}$"}
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 class UnusableFileError(Exception):
@@ -110,7 +111,13 @@ def read_header(path: Path) -> list[str]:
         raise UnusableFileError(f"{path}: cannot be read: {exc}") from exc
     if not head.strip():
         raise UnusableFileError(f"{path}: empty file (no header)")
-    first_line = head.split(b"\n", 1)[0].rstrip(b"\r")
+    if head.startswith(GZIP_MAGIC):
+        raise UnusableFileError(
+            f"{path}: gzip-compressed data in a file not named *.gz (rename it to {path.name}.gz "
+            "to have it decompressed)"
+        )
+    first_line, newline, _ = head.partition(b"\n")
+    first_line = first_line.rstrip(b"\r")
     try:
         text = first_line.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -120,8 +127,9 @@ def read_header(path: Path) -> list[str]:
     names = [n.strip().strip('"').strip() for n in next(csv.reader([text]))]
     missing = [c for c in COLUMNS if c not in names]
     if missing:
+        overlong = "" if newline or len(head) < 64 * 1024 else " (no line break in its first 64 KiB)"
         raise UnusableFileError(
-            f"{path}: line 1 is not a PaySim header: missing column(s) {', '.join(missing)} "
+            f"{path}: line 1 is not a PaySim header{overlong}: missing column(s) {', '.join(missing)} "
             f"(expected {','.join(COLUMNS)}; got {text[:200]!r})"
         )
     if len(set(names)) != len(names):
@@ -195,8 +203,36 @@ def _raw_rows(batch: pa.RecordBatch, names: list[str], mask: np.ndarray) -> list
     return [",".join(values) for values in zip(*cols, strict=True)]
 
 
+def _as_text(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, dict[str, np.ndarray]]:
+    """The batch's binary columns as UTF-8 strings, and per column the mask of values that were not UTF-8.
+
+    Columns are read as bytes so that one bad byte rejects its row instead of failing the whole
+    file (pyarrow's string conversion fails the block). Bad values are decoded with U+FFFD
+    replacement characters, so the rejects file can still show them.
+    """
+    columns, invalid = [], {}
+    for name, col in zip(batch.schema.names, batch.columns, strict=True):
+        try:
+            columns.append(col.cast(pa.string()))
+            continue
+        except pa.ArrowInvalid:  # slow path, only for blocks with bad bytes
+            pass
+        values = col.to_pylist()
+        mask = np.zeros(len(values), dtype=bool)
+        text = []
+        for i, raw in enumerate(values):
+            try:
+                text.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                mask[i] = True
+                text.append(raw.decode("utf-8", errors="replace"))
+        columns.append(pa.array(text, pa.string()))
+        invalid[name] = mask
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names), invalid
+
+
 def _validate(
-    batch: pa.RecordBatch, keep: frozenset[str]
+    batch: pa.RecordBatch, keep: frozenset[str], not_utf8: dict[str, np.ndarray] | None = None
 ) -> tuple[pa.Table | None, np.ndarray, list[str], int]:
     """Typed table of valid kept rows, plus the mask and reasons of rejected rows, and #filtered."""
     n = batch.num_rows
@@ -211,6 +247,9 @@ def _validate(
             bad[new] = True
 
     cols = {name: batch.column(name) for name in COLUMNS}
+    for name, mask in (not_utf8 or {}).items():
+        text = cols[name].to_pylist()
+        flag(mask, lambda i, name=name, text=text: f"{name} is not valid UTF-8: {text[i]!r}")
     empties = {
         name: pc.equal(pc.utf8_length(col), 0).to_numpy(zero_copy_only=False) for name, col in cols.items()
     }
@@ -349,17 +388,20 @@ def split_file(path: Path, output_dir: Path, stem: str, config: SplitConfig) -> 
         rejects.add_malformed(row.text, row.actual_columns, row.expected_columns)
         return "skip"
 
-    reader = pacsv.open_csv(
-        str(path),
-        read_options=pacsv.ReadOptions(block_size=config.block_size, skip_rows=1, column_names=names),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, ignore_empty_lines=False),
-        convert_options=pacsv.ConvertOptions(
-            column_types={n: pa.string() for n in names},
-            include_columns=list(COLUMNS),
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
+    try:  # the first block is read here already
+        reader = pacsv.open_csv(
+            str(path),
+            read_options=pacsv.ReadOptions(block_size=config.block_size, skip_rows=1, column_names=names),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.binary() for n in names},
+                include_columns=list(COLUMNS),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise _unreadable(path, 0, exc, config.block_size) from exc
     writers = _BucketWriters(output_dir, stem, config.buckets, config.row_group_rows)
     parsed = 0
     next_progress = PROGRESS_EVERY_ROWS
@@ -370,10 +412,9 @@ def split_file(path: Path, output_dir: Path, stem: str, config: SplitConfig) -> 
             except StopIteration:
                 break
             except pa.ArrowInvalid as exc:
-                raise UnusableFileError(
-                    f"{path}: unreadable after row {parsed + 1} (line >= {parsed + 2}): {exc}"
-                ) from exc
-            table, bad, reasons, filtered = _validate(batch, config.keep_types)
+                raise _unreadable(path, parsed, exc, config.block_size) from exc
+            batch, not_utf8 = _as_text(batch)
+            table, bad, reasons, filtered = _validate(batch, config.keep_types, not_utf8)
             if bad.any():
                 rejects.add_rows(np.flatnonzero(bad) + parsed, reasons, _raw_rows(batch, list(COLUMNS), bad))
             if table is not None:
@@ -401,6 +442,19 @@ def split_file(path: Path, output_dir: Path, stem: str, config: SplitConfig) -> 
     if rejects.count:
         _write_rejects(output_dir / "rejects" / f"{stem}.csv", rejects.resolve(path, expected), rejects.count)
     return result
+
+
+def _unreadable(path: Path, parsed: int, exc: pa.ArrowInvalid, block_size: int) -> UnusableFileError:
+    """The reader gave up: say where (lines after the rows already parsed) and why, in plain words."""
+    where = f"after data row {parsed:,} (line > {parsed + 1:,})" if parsed else "at the first data line"
+    if "straddl" in str(exc):
+        problem = (
+            f"a line is longer than the reader's block of {block_size:,} bytes (not a row-per-line CSV? "
+            "raise SPLIT_BLOCK_BYTES if rows really are that long)"
+        )
+    else:
+        problem = str(exc)
+    return UnusableFileError(f"{path}: unreadable {where}: {problem}")
 
 
 def _write_rejects(path: Path, rows: list[tuple[int, str, str]], total: int) -> None:
