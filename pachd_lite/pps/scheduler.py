@@ -30,6 +30,7 @@ from pachd_lite.pps import jobs
 from pachd_lite.pps import secrets as pipeline_secrets
 from pachd_lite.pps.datums import Datum, Match, PfsInputRef, compute_datums, datum_env
 from pachd_lite.pps.logs import LogStore
+from pachd_lite.pps.orphans import kill_orphaned_user_code
 from pachd_lite.pps.pipelines import PipelineRecord, find_pipeline
 from pachd_lite.pps.runner import job_env, run_err_cmd, run_transform
 from pachd_lite.pps.worker_service import DatumState as BatchState
@@ -107,6 +108,7 @@ class Scheduler:
 
     def recover(self) -> None:
         """Unfinished jobs from before a crash start over; finished jobs are untouched."""
+        kill_orphaned_user_code(self.sandbox_root)
         shutil.rmtree(self.sandbox_root, ignore_errors=True)
         with self.ctx.db.tx() as conn:
             rows = conn.execute(

@@ -100,7 +100,7 @@ def with_overrides(
     any ``transform.env`` entry of the same name.
     """
     out = json.loads(json.dumps(spec))
-    out["pipeline"].setdefault("project", {"name": project})
+    _move_to_project(out, project)
     name = out["pipeline"]["name"]
     extra: dict[str, str] = {}
     for key in ("*", name):
@@ -122,6 +122,24 @@ def with_overrides(
     out.pop("update", None)
     out.pop("reprocess", None)
     return out
+
+
+def _move_to_project(spec: dict[str, Any], project: str) -> None:
+    """Put the pipeline, and the inputs it reads from its own project, into ``project``.
+
+    The shipped specs name the ``default`` project; the connection's (or operator's) project
+    wins, so the same specs serve any project. Inputs that name another project stay there.
+    """
+    written = ((spec["pipeline"].get("project") or {}).get("name")) or "default"
+    spec["pipeline"]["project"] = {"name": project}
+    pending = [spec.get("input") or {}]
+    while pending:
+        node = pending.pop()
+        pfs = node.get("pfs")
+        if pfs is not None and (pfs.get("project") or written) == written:
+            pfs["project"] = project
+        for key in ("cross", "union", "join", "group"):
+            pending.extend(node.get(key) or [])
 
 
 @dataclass(frozen=True)

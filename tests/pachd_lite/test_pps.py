@@ -242,6 +242,34 @@ def test_unfinished_job_reruns_after_restart(pachd_factory, tmp_path, how):
     assert read(client, "slow@master:/x") == b"x"
 
 
+def test_user_code_left_by_a_killed_server_is_stopped_on_restart(pachd_factory, tmp_path):
+    """kill -9 leaves user code running (its own process group); the restarted server kills it."""
+    import time
+
+    import psutil
+
+    server = pachd_factory()
+    client = server.client()
+    client.pfs.create_repo(repo=pfs.Repo.from_uri("in"))
+    pids, first_done = tmp_path / "pids", tmp_path / "first-run"
+    script = f"echo $$ >> {pids}; if [ -e {first_done} ]; then cp /pfs/in/* /pfs/out/; else touch {first_done}; sleep 120; fi"
+    create_pipeline(client, "stuck", {"pfs": {"repo": "in", "glob": "/"}}, ["sh", "-c", script])
+    commit = put(client, "in", {"/x": b"x"})
+    deadline = time.monotonic() + 30
+    while not first_done.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    orphan = int(pids.read_text().split()[0])
+    server.kill()
+    assert psutil.pid_exists(orphan), "the user process should outlive a kill -9 of the server"
+    server.restart()
+    info = job(server.client(), "stuck", commit.id)
+    assert info.state == pps.JobState.JOB_SUCCESS
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(orphan) and psutil.Process(orphan).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, f"user process {orphan} of the killed server still runs"
+        time.sleep(0.1)
+
+
 def test_user_code_reaches_pachd_lite_in_cluster(pachd_client):
     data = create_repo(pachd_client, "data")
     name = unique_name("incluster")

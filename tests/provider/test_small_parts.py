@@ -52,6 +52,15 @@ def test_overrides_order_and_normalisation():
     assert normalize(camel) == normalize(snake)
 
 
+def test_overrides_move_the_pipeline_and_its_own_inputs_to_the_connection_project():
+    spec = _spec("train", "etl")
+    spec["input"]["cross"][1]["pfs"]["project"] = "shared"
+    moved = with_overrides(spec, project="fraud")
+    assert moved["pipeline"]["project"] == {"name": "fraud"}
+    assert input_repos(moved["input"], "fraud") == [("fraud", "etl"), ("shared", "extra")]
+    assert spec["pipeline"]["project"] == {"name": "default"}, "the caller's spec is not modified"
+
+
 def test_link_urls():
     assert mlflow_run_url("http://m:5000/", "3", "abc") == "http://m:5000/#/experiments/3/runs/abc"
     assert (

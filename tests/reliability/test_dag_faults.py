@@ -7,7 +7,7 @@
 - ``kill -9`` pachd-lite while training runs, and right after the training commit (before
   lineage is recorded); it restarts on the same root after ``DOWN_S``: the run completes, the raw
   commit reads back byte-identical, XCom / MLflow tags / commit metadata agree, one model
-  version and one lineage pair (the during-training case is a strict xfail: see its reason);
+  version and one lineage pair; user code orphaned by the kill is stopped when pachd-lite restarts;
 - two runs for different days started together: each run's lineage points at its own commit set.
 Each test gets its own empty pachd-lite; the connections come from ``AIRFLOW_CONN_*``.
 """
@@ -163,15 +163,7 @@ def _kill_orphans(pachd) -> list[str]:
 @pytest.mark.parametrize(
     "phase",
     [
-        pytest.param(
-            "during_training",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="found: the wait_ml_train trigger gives up after PachydermHook's 5 attempts (~4 s of "
-                "backoff) and the sensor has retries=0, so the run fails; and the killed pachd-lite leaves "
-                "the spark_jobs.train process running (it logs an orphan MLflow run). Reported to the lead.",
-            ),
-        ),
+        "during_training",
         "before_lineage",
     ],
 )

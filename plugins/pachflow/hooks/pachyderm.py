@@ -92,6 +92,8 @@ class PachydermHook(BaseHook):
     :param project: Pachyderm project; overrides the connection's ``project`` extra.
     :param retry_attempts: attempts for calls made through :meth:`call` while pachd is UNAVAILABLE.
     :param retry_max_wait: upper bound in seconds of the exponential backoff between attempts.
+    :param retry_for_seconds: when set, keep retrying for this long instead of ``retry_attempts``
+        times (long waits should outlast a pachd restart).
     """
 
     conn_name_attr = "pachyderm_conn_id"
@@ -106,6 +108,7 @@ class PachydermHook(BaseHook):
         project: str | None = None,
         retry_attempts: int = 5,
         retry_max_wait: float = 8.0,
+        retry_for_seconds: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -113,6 +116,7 @@ class PachydermHook(BaseHook):
         self._project_override = project
         self.retry_attempts = retry_attempts
         self.retry_max_wait = retry_max_wait
+        self.retry_for_seconds = retry_for_seconds
 
     # -- configuration ------------------------------------------------------------------------
     @cached_property
@@ -217,17 +221,27 @@ class PachydermHook(BaseHook):
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)``, retrying with exponential backoff while pachd is UNAVAILABLE."""
-        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+        from tenacity import (
+            Retrying,
+            retry_if_exception,
+            stop_after_attempt,
+            stop_after_delay,
+            wait_exponential,
+        )
 
+        if self.retry_for_seconds:
+            stop, budget = stop_after_delay(self.retry_for_seconds), f"{self.retry_for_seconds:g} s"
+        else:
+            stop, budget = stop_after_attempt(self.retry_attempts), f"{self.retry_attempts} attempts"
         retrying = Retrying(
             retry=retry_if_exception(is_transient),
-            stop=stop_after_attempt(self.retry_attempts),
+            stop=stop,
             wait=wait_exponential(multiplier=0.25, max=self.retry_max_wait),
             before_sleep=lambda state: self.log.warning(
-                "pachd at %s unavailable (attempt %d/%d): %s; retrying",
+                "pachd at %s unavailable (attempt %d, retrying for up to %s): %s",
                 self.address,
                 state.attempt_number,
-                self.retry_attempts,
+                budget,
                 state.outcome.exception() if state.outcome else "",
             ),
             reraise=True,

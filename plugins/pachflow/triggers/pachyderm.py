@@ -9,6 +9,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+WAIT_RETRY_SECONDS = 300.0  # how long a wait keeps retrying while pachd is unreachable
+
 
 class PachydermCommitTrigger(BaseTrigger):
     """Fire once ``project/repo@commit_id`` is finished, or its job failed, or the deadline passed.
@@ -68,7 +70,11 @@ class PachydermCommitTrigger(BaseTrigger):
     def _hook(self):
         from pachflow.hooks.pachyderm import PachydermHook
 
-        return PachydermHook(self.pachyderm_conn_id, project=self.project)
+        # A wait can outlast a pachd restart (pachd-lite reruns unfinished jobs after one): keep
+        # retrying for minutes, not a handful of attempts.
+        return PachydermHook(
+            self.pachyderm_conn_id, project=self.project, retry_for_seconds=WAIT_RETRY_SECONDS
+        )
 
     def _wait(self, hook: Any) -> dict[str, Any]:
         from pachflow import waiting
