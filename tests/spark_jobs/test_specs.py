@@ -52,4 +52,4 @@ def test_pipelines_chain_raw_data_to_ml_train() -> None:
     assert (train.input.pfs.repo, train.input.pfs.glob) == ("etl", "/")
     assert int(split.transform.env["SPLIT_BUCKETS"]) == 16
     assert train.transform.env["MLFLOW_EXPERIMENT_NAME"]
-    assert train.datum_tries == 1
+    assert train.datum_tries == 2, "one retry: an MLflow blip should not fail the day's training"
