@@ -12,8 +12,6 @@ import argparse
 import hashlib
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,13 +22,10 @@ import psutil
 from pachyderm_sdk import Client
 from pachyderm_sdk.api import pfs
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.fixtures.pachd, as the other benchmarks do
+
 MB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RssSampler(threading.Thread):
@@ -107,23 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"writing {args.size_mb} MB test file ...", flush=True)
     want = make_file(data, size)
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pachd_lite.cli", "serve", "--root", str(work / "root"), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    from tests.fixtures.pachd import PachdProcess
+
+    server = PachdProcess(work / "root").start()  # waits until the health check says SERVING
     try:
-        client = Client(host="127.0.0.1", port=port)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.get_version()
-                break
-            except Exception:  # noqa: BLE001 - not up yet
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        client = server.client()
         sampler = RssSampler(server.pid)
         sampler.start()
         rss_idle = psutil.Process(server.pid).memory_info().rss
@@ -159,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # The same upload with messages serialised once up front: what the server side sustains
         # when the SDK's own (betterproto) serialisation is taken out of the measurement.
-        raw_up = raw_upload(port, data, size)
+        raw_up = raw_upload(server.port, data, size)
 
         ok = received == size and got.hexdigest() == want
         print(f"size            {size / MB:.0f} MB")
@@ -178,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0 if ok else 1
     finally:
-        server.terminate()
-        server.wait(15)
+        server.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 

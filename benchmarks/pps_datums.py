@@ -11,21 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from pachyderm_sdk import Client
 from pachyderm_sdk.api import pfs, pps
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.fixtures.pachd, as the other benchmarks do
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,23 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="pps-bench-"))
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pachd_lite.cli", "serve", "--root", str(work / "root"), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    from tests.fixtures.pachd import PachdProcess
+
+    server = PachdProcess(work / "root").start()  # waits until the health check says SERVING
     try:
-        client = Client(host="127.0.0.1", port=port)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.get_version()
-                break
-            except Exception:  # noqa: BLE001 - not up yet
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        client = server.client()
         client.pfs.create_repo(repo=pfs.Repo.from_uri("numbers"))
         src = work / "src"
         src.mkdir()
@@ -81,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wall datums/s   {info.data_total / wall:8.1f}  (create pipeline to job done: {wall:.2f} s)")
         return 0 if info.state == pps.JobState.JOB_SUCCESS else 1
     finally:
-        server.terminate()
-        server.wait(15)
+        server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
