@@ -10,18 +10,15 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from spark_jobs.worker_env import setting
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
-    return value or default
-
-
 def _extra_sql_conf() -> dict[str, str]:
     """``SPARK_CONF="k1=v1,k2=v2"``: extra Spark settings from a spec's env without code changes."""
-    pairs = [item.split("=", 1) for item in _env("SPARK_CONF", "").split(",") if "=" in item]
+    pairs = [item.split("=", 1) for item in setting("SPARK_CONF", "").split(",") if "=" in item]
     return {k.strip(): v.strip() for k, v in pairs}
 
 
@@ -42,9 +39,9 @@ def build_session(
     # Import here: spark_jobs modules must import cheaply (e.g. `pachflow generate` needs no JVM).
     from pyspark.sql import SparkSession
 
-    master = master or _env("SPARK_MASTER", "local[*]")
-    shuffle = shuffle_partitions or int(_env("SPARK_SHUFFLE_PARTITIONS", "8"))
-    memory = driver_memory or _env("SPARK_DRIVER_MEMORY", "3g")
+    master = master or setting("SPARK_MASTER", "local[*]")
+    shuffle = shuffle_partitions or int(setting("SPARK_SHUFFLE_PARTITIONS", "8"))
+    memory = driver_memory or setting("SPARK_DRIVER_MEMORY", "3g")
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
     builder = (
@@ -69,11 +66,11 @@ def build_session(
         # Parquet files from split are written by pyarrow; let Spark trust their schema as-is.
         .config("spark.sql.parquet.mergeSchema", "false")
     )
-    java_options = _env("SPARK_DRIVER_JAVA_OPTIONS", "")
+    java_options = setting("SPARK_DRIVER_JAVA_OPTIONS", "")
     if java_options:
         builder = builder.config("spark.driver.extraJavaOptions", java_options)
     for key, value in _extra_sql_conf().items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
-    session.sparkContext.setLogLevel(_env("SPARK_LOG_LEVEL", "WARN"))
+    session.sparkContext.setLogLevel(setting("SPARK_LOG_LEVEL", "WARN"))
     return session

@@ -49,7 +49,7 @@ from spark_jobs.tracking import (
     training_dataset,
     write_run_record,
 )
-from spark_jobs.worker_env import PachydermContext, pachyderm_context
+from spark_jobs.worker_env import PachydermContext, pachyderm_context, setting
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -373,10 +373,6 @@ def _import_heavy_modules() -> None:
     import sklearn.metrics  # noqa: F401
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, "").strip() or default
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m spark_jobs.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", type=Path, required=True, help="etl output (e.g. /pfs/etl)")
@@ -384,22 +380,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--input-name", default=None, help="Pachyderm input/repo name (default: --input's basename)"
     )
-    parser.add_argument("--max-depth", type=int, default=int(_env("MAX_DEPTH", "5")))
-    parser.add_argument("--max-bins", type=int, default=int(_env("MAX_BINS", "32")))
+    parser.add_argument("--max-depth", type=int, default=int(setting("MAX_DEPTH", "5")))
+    parser.add_argument("--max-bins", type=int, default=int(setting("MAX_BINS", "32")))
     parser.add_argument(
-        "--min-instances-per-node", type=int, default=int(_env("MIN_INSTANCES_PER_NODE", "1"))
+        "--min-instances-per-node", type=int, default=int(setting("MIN_INSTANCES_PER_NODE", "1"))
     )
-    parser.add_argument("--seed", type=int, default=int(_env("SEED", "54321")))
-    parser.add_argument("--test-fraction", type=float, default=float(_env("TEST_FRACTION", "0.2")))
+    parser.add_argument("--seed", type=int, default=int(setting("SEED", "54321")))
+    parser.add_argument("--test-fraction", type=float, default=float(setting("TEST_FRACTION", "0.2")))
     parser.add_argument(
         "--negatives-per-positive",
         type=int,
-        default=int(_env("NEGATIVES_PER_POSITIVE", "20")),
+        default=int(setting("NEGATIVES_PER_POSITIVE", "20")),
         help="subsample training negatives to this many per fraud customer (0: all); test keeps all",
     )
-    parser.add_argument("--threshold", type=float, default=float(_env("DECISION_THRESHOLD", "0.5")))
-    parser.add_argument("--experiment", default=_env("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT))
-    parser.add_argument("--model-name", default=_env("MLFLOW_MODEL_NAME", "fraud-detector"))
+    parser.add_argument("--threshold", type=float, default=float(setting("DECISION_THRESHOLD", "0.5")))
+    parser.add_argument("--experiment", default=setting("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT))
+    parser.add_argument("--model-name", default=setting("MLFLOW_MODEL_NAME", "fraud-detector"))
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"))
     return parser
 

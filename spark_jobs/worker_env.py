@@ -17,6 +17,11 @@ log = logging.getLogger("pachflow.worker_env")
 PFS_ROOT = "/pfs"
 
 
+def setting(name: str, default: str) -> str:
+    """A job setting from the environment (the spec's ``transform.env``); blank counts as unset."""
+    return os.environ.get(name, "").strip() or default
+
+
 @dataclass(frozen=True)
 class PachydermContext:
     """Pachyderm facts for lineage; every field is empty outside a pipeline worker."""
