@@ -12,14 +12,13 @@ Scenario, in order (each step builds on the previous one):
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.airflow import mlflow_conn, pachyderm_conn
+from tests.fixtures.airflow import airflow_connections, mlflow_conn, pachyderm_conn
 from tests.fixtures.pachd import PachdProcess, unique_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
@@ -38,17 +37,13 @@ def stack(mlflow_server, airflow_db):
         pytest.skip(f"the e2e DAG runs Spark jobs: needs Java {MIN_JAVA}+ (found {major})")
     base = Path(tempfile.mkdtemp(prefix="pachflow-e2e-"))
     pachd = PachdProcess(base / "pachd").start()
-    saved = {k: os.environ.get(k) for k in ("AIRFLOW_CONN_PACHYDERM_DEFAULT", "AIRFLOW_CONN_MLFLOW_DEFAULT")}
-    os.environ["AIRFLOW_CONN_PACHYDERM_DEFAULT"] = json.dumps(pachyderm_conn(pachd.host, pachd.port))
-    os.environ["AIRFLOW_CONN_MLFLOW_DEFAULT"] = json.dumps(mlflow_conn(mlflow_server.tracking_uri))
     try:
-        yield {"pachd": pachd, "mlflow": mlflow_server.tracking_uri, "base": base}
+        with airflow_connections(
+            pachyderm_default=pachyderm_conn(pachd.host, pachd.port),
+            mlflow_default=mlflow_conn(mlflow_server.tracking_uri),
+        ):
+            yield {"pachd": pachd, "mlflow": mlflow_server.tracking_uri, "base": base}
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         pachd.stop()
         shutil.rmtree(base, ignore_errors=True)
 

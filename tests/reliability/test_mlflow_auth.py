@@ -114,16 +114,10 @@ def auth_mlflow(tmp_path_factory) -> Iterator[AuthMlflow]:
     try:
         from mlflow.server import get_app_client
 
-        saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-        os.environ.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=ADMIN_PASSWORD)
-        try:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+            env.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
             get_app_client("basic-auth", tracking_uri=server.tracking_uri).create_user(USER, USER_PASSWORD)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         yield server
     finally:
         server.stop()
@@ -210,11 +204,10 @@ def test_training_authenticates_and_no_secret_leaks(auth_mlflow, pachd_factory, 
         client.pfs.pfs_file(pfs.File.from_uri(f"{project}/ml_train@{c.id}:/mlflow_run.json")).read()
     )
     mlflow_client = MlflowClient(auth_mlflow.tracking_uri)
-    os.environ.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=ADMIN_PASSWORD)
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        env.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
         run = mlflow_client.get_run(run_info["run_id"])
-    finally:
-        os.environ.pop("MLFLOW_TRACKING_USERNAME"), os.environ.pop("MLFLOW_TRACKING_PASSWORD")
     assert run.info.user_id == USER  # the run was logged with the connection's user, not anonymously
     assert run.data.tags["pachyderm.commit"] == c.id
 
