@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -18,8 +19,6 @@ HOW_TO_INSTALL = (
 
 def java_major_version() -> int | None:
     """Return the major version of the `java` on PATH (or in JAVA_HOME), or None if there is none."""
-    import os
-
     java = shutil.which("java")
     if os.environ.get("JAVA_HOME"):
         candidate = os.path.join(os.environ["JAVA_HOME"], "bin", "java")
