@@ -11,7 +11,8 @@ writes ``<run_id>`` plus ``mlflow_run.json`` into the output directory.
 
 Where the time goes (benchmarks/full_pipeline.py): the etl output is one small row per customer,
 so it is read, merged and split with pyarrow while the JVM starts in a thread; Spark MLlib gets
-only the frames it fits (cached) and scores, built from Arrow without another file scan.
+only the frame it fits (cached, built from Arrow without another file scan), and the fitted
+tree scores the test and training rows in numpy (spark_jobs/tree_scoring.py).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from spark_jobs.tracking import (
     training_dataset,
     write_run_record,
 )
+from spark_jobs.tree_scoring import TreeArrays, feature_matrix
 from spark_jobs.worker_env import PachydermContext, pachyderm_context, setting
 
 if TYPE_CHECKING:
@@ -59,7 +61,6 @@ log = logging.getLogger("pachflow.train")
 
 DEFAULT_EXPERIMENT = "fraud_detection"
 WEIGHT = "weight"
-TRAIN_EVAL_ROWS = 300_000
 SPLIT_KEY = "split_u"
 
 
@@ -226,17 +227,10 @@ def fit(train: DataFrame, config: TrainConfig, class_counts: dict[str, int]) -> 
     return Pipeline(stages=[assembler, tree]).fit(weighted)
 
 
-def scores(model: PipelineModel, frame: DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, P(fraud)) of every row, collected through Arrow (two columns only)."""
-    from pyspark.ml.functions import vector_to_array
-    from pyspark.sql import functions as F
-
-    table = (
-        model.transform(frame)
-        .select(F.col(LABEL).cast("int").alias("y"), vector_to_array("probability")[1].alias("p"))
-        .toArrow()
-    )
-    return table.column("y").to_numpy(), table.column("p").to_numpy()
+def scores(tree: TreeArrays, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, P(fraud)) of every row of ``table``, from the fitted tree's nodes (see tree_scoring)."""
+    probability = tree.predict_proba(feature_matrix(table, FEATURE_COLUMNS))
+    return table.column(LABEL).to_numpy().astype(np.int64), probability[:, 1]
 
 
 def _signature() -> Any:
@@ -310,19 +304,14 @@ def train_model(
         train_frame = session.createDataFrame(split.train).cache()
         model = fit(train_frame, config, counts)
         log.info("fitted depth-%d tree in %.1fs total", config.max_depth, time.monotonic() - started)
-        y_test, p_test = scores(model, session.createDataFrame(split.test))
+        tree = model.stages[-1]
+        nodes = TreeArrays.from_spark(tree)
+        y_test, p_test = scores(nodes, split.test)
         # Train metrics are an overfitting check (ROC AUC is comparable with test; precision is
-        # not when negatives were subsampled): a bounded, seeded sample of the training rows.
-        if split.train.num_rows <= TRAIN_EVAL_ROWS:
-            y_train, p_train = scores(model, train_frame)
-        else:
-            rows = np.random.default_rng(config.seed).choice(
-                split.train.num_rows, TRAIN_EVAL_ROWS, replace=False
-            )
-            y_train, p_train = scores(model, session.createDataFrame(split.train.take(np.sort(rows))))
+        # not when negatives were subsampled).
+        y_train, p_train = scores(nodes, split.train)
         evaluation = evaluate(y_test, p_test, config.threshold, "test")
         metrics = {**evaluation.metrics, **evaluate(y_train, p_train, config.threshold, "train").metrics}
-        tree = model.stages[-1]
         importances = dict(zip(FEATURE_COLUMNS, tree.featureImportances.toArray().tolist(), strict=True))
         metrics.update(
             tree_depth=float(tree.depth),
