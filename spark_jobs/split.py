@@ -19,8 +19,13 @@ import logging
 import os
 import sys
 import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -44,10 +49,16 @@ BLOCK_SIZE = 4 << 20  # bytes per CSV block: ~55k rows, keeps peak memory low an
 ROW_GROUP_ROWS = 131_072  # rows buffered per bucket before a Parquet row group is written
 MAX_REJECT_DETAILS = 100_000  # rejected rows kept with line/reason per file; the rest only counted
 PROGRESS_EVERY_ROWS = 1_000_000
+WORKERS = 2  # threads converting/validating/sorting blocks while the main thread reads and writes
+BLOCKS_IN_FLIGHT = 4  # blocks read but not yet written: bounds the extra memory to a few blocks
 _FLOAT_RE = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 _INT_RE = r"^[+-]?\d+$"
 _ID_RE = {"nameOrig": r"^C\d{1,18}$", "nameDest": r"^[CM]\d{1,18}$"}
 GZIP_MAGIC = b"\x1f\x8b"
+
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class UnusableFileError(Exception):
@@ -310,6 +321,20 @@ def _validate(
     return pa.Table.from_arrays(arrays, schema=ARROW_SCHEMA), bad, bad_reasons, filtered
 
 
+def split_by_bucket(table: pa.Table, buckets: int) -> list[tuple[int, pa.Table]]:
+    """(bucket, its rows in their original order) for every non-empty bucket, by bucket number."""
+    ids = bucket_of(table.column("nameOrig"), buckets)
+    order = np.argsort(ids, kind="stable")
+    counts = np.bincount(ids, minlength=buckets)
+    table = table.take(pa.array(order))
+    parts, start = [], 0
+    for bucket, count in enumerate(counts.tolist()):
+        if count:
+            parts.append((bucket, table.slice(start, count)))
+        start += count
+    return parts
+
+
 class _BucketWriters:
     """Per-bucket Parquet writers that buffer rows into reasonably large row groups."""
 
@@ -332,19 +357,13 @@ class _BucketWriters:
         final = self._final(bucket)
         return final.with_name(f".{final.name}.tmp")
 
-    def add(self, table: pa.Table) -> None:
-        ids = bucket_of(table.column("nameOrig"), self.buckets)
-        order = np.argsort(ids, kind="stable")
-        counts = np.bincount(ids, minlength=self.buckets)
-        table = table.take(pa.array(order))
-        start = 0
-        for bucket, count in enumerate(counts.tolist()):
-            if count:
-                self.buffers.setdefault(bucket, []).append(table.slice(start, count))
-                self.buffered[bucket] = self.buffered.get(bucket, 0) + count
-                if self.buffered[bucket] >= self.row_group_rows:
-                    self._flush(bucket)
-            start += count
+    def add(self, bucket_parts: list[tuple[int, pa.Table]]) -> None:
+        """Buffer one block's rows, as ``split_by_bucket`` parts; full buffers become row groups."""
+        for bucket, part in bucket_parts:
+            self.buffers.setdefault(bucket, []).append(part)
+            self.buffered[bucket] = self.buffered.get(bucket, 0) + part.num_rows
+            if self.buffered[bucket] >= self.row_group_rows:
+                self._flush(bucket)
 
     def _flush(self, bucket: int) -> None:
         parts = self.buffers.pop(bucket, [])
@@ -377,6 +396,79 @@ class _BucketWriters:
                 self._tmp(bucket).unlink(missing_ok=True)
 
 
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, in_flight: int) -> Iterator[R]:
+    """``fn(item)`` for every item, computed by ``workers`` threads, yielded in the items' order.
+
+    At most ``in_flight`` items are taken from ``items`` but not yet yielded (bounded memory).
+    Errors surface where a plain sequential loop would raise them: an exception of ``fn`` when its
+    result's turn comes, one of ``items`` only after every earlier item's result was yielded.
+    Closing the generator cancels queued work and waits for the running calls.
+    """
+    source = iter(items)
+    pending: deque[Future[R]] = deque()
+    source_error: Exception | None = None
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="split-worker") as pool:
+        try:
+            while True:
+                try:
+                    item = next(source)
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    source_error = exc
+                    break
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= in_flight:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+    if source_error is not None:
+        raise source_error
+
+
+@dataclass
+class _Block:
+    """One reader block, validated and sorted into buckets (computed in a worker thread)."""
+
+    rows: int
+    valid: int
+    filtered: int
+    bad_indices: np.ndarray  # rejected rows' indices within the block
+    bad_reasons: list[str]
+    bad_raws: list[str]
+    bucket_parts: list[tuple[int, pa.Table]]
+
+
+def _process_block(batch: pa.RecordBatch, keep: frozenset[str], buckets: int) -> _Block:
+    batch, not_utf8 = _as_text(batch)
+    table, bad, reasons, filtered = _validate(batch, keep, not_utf8)
+    return _Block(
+        rows=batch.num_rows,
+        valid=0 if table is None else table.num_rows,
+        filtered=filtered,
+        bad_indices=np.flatnonzero(bad),
+        bad_reasons=reasons,
+        bad_raws=_raw_rows(batch, list(COLUMNS), bad) if bad.any() else [],
+        bucket_parts=[] if table is None else split_by_bucket(table, buckets),
+    )
+
+
+def _batches(reader: pacsv.CSVStreamingReader, path: Path, block_size: int) -> Iterator[pa.RecordBatch]:
+    parsed = 0
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except pa.ArrowInvalid as exc:
+            raise _unreadable(path, parsed, exc, block_size) from exc
+        parsed += batch.num_rows
+        yield batch
+
+
 def split_file(path: Path, output_dir: Path, stem: str, config: SplitConfig) -> FileResult:
     """Split one CSV file; raises UnusableFileError (message names the file) if it is unusable."""
     names = read_header(path)
@@ -405,32 +497,30 @@ def split_file(path: Path, output_dir: Path, stem: str, config: SplitConfig) -> 
     writers = _BucketWriters(output_dir, stem, config.buckets, config.row_group_rows)
     parsed = 0
     next_progress = PROGRESS_EVERY_ROWS
+
+    def process(batch: pa.RecordBatch) -> _Block:
+        return _process_block(batch, config.keep_types, config.buckets)
+
     try:
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                break
-            except pa.ArrowInvalid as exc:
-                raise _unreadable(path, parsed, exc, config.block_size) from exc
-            batch, not_utf8 = _as_text(batch)
-            table, bad, reasons, filtered = _validate(batch, config.keep_types, not_utf8)
-            if bad.any():
-                rejects.add_rows(np.flatnonzero(bad) + parsed, reasons, _raw_rows(batch, list(COLUMNS), bad))
-            if table is not None:
-                writers.add(table)
-                result.valid += table.num_rows
-            result.filtered += filtered
-            parsed += batch.num_rows
-            if parsed >= next_progress:
-                log.info(
-                    "%s: %s rows read, %s valid, %s rejected",
-                    path.name,
-                    f"{parsed:,}",
-                    f"{result.valid:,}",
-                    f"{rejects.count:,}",
-                )
-                next_progress += PROGRESS_EVERY_ROWS
+        # The main thread reads blocks and writes results in order; workers do the work between.
+        blocks = ordered_map(process, _batches(reader, path, config.block_size), WORKERS, BLOCKS_IN_FLIGHT)
+        with closing(blocks):
+            for block in blocks:
+                if len(block.bad_indices):
+                    rejects.add_rows(block.bad_indices + parsed, block.bad_reasons, block.bad_raws)
+                writers.add(block.bucket_parts)
+                result.valid += block.valid
+                result.filtered += block.filtered
+                parsed += block.rows
+                if parsed >= next_progress:
+                    log.info(
+                        "%s: %s rows read, %s valid, %s rejected",
+                        path.name,
+                        f"{parsed:,}",
+                        f"{result.valid:,}",
+                        f"{rejects.count:,}",
+                    )
+                    next_progress += PROGRESS_EVERY_ROWS
         result.rows = parsed + rejects.malformed_count
         result.rejected = rejects.count
         if result.valid == 0 and result.filtered == 0 and rejects.count > 0:

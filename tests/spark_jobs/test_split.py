@@ -2,18 +2,22 @@ from __future__ import annotations
 
 import csv
 import os
+import threading
+import time
 from pathlib import Path
 
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from spark_jobs import split
 from spark_jobs.schema import ARROW_SCHEMA, COLUMNS
 from spark_jobs.split import (
     SplitConfig,
     UnusableFileError,
     bucket_of,
     main,
+    ordered_map,
     output_stem,
     split_file,
     split_input,
@@ -184,3 +188,114 @@ def test_cli_rejects_bad_configuration(tmp_path: Path) -> None:
             main(["--input", str(tmp_path), "--output", str(tmp_path / "o")])
         finally:
             del os.environ["SPLIT_BUCKETS"]
+
+
+def _uneven_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every other block slow, so that blocks finish out of order in the worker threads."""
+    process, calls, lock = split._process_block, [0], threading.Lock()
+
+    def uneven(*args: object) -> split._Block:
+        with lock:
+            calls[0] += 1
+            slow = calls[0] % 2 == 1
+        if slow:
+            time.sleep(0.01)
+        return process(*args)
+
+    monkeypatch.setattr(split, "_process_block", uneven)
+
+
+def _sequential(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One block at a time: read, process, write, as a plain loop does."""
+    monkeypatch.setattr(split, "WORKERS", 1)
+    monkeypatch.setattr(split, "BLOCKS_IN_FLIGHT", 1)
+
+
+def test_row_order_and_reject_lines_survive_parallel_blocks(
+    dirty_csv: tuple[Path, list[str]], raw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = (raw_dir / "paysim-day-01.csv").read_text().splitlines()[1:]
+    dirty, dirty_valid = dirty_csv[0].read_text().splitlines()[1:], dirty_csv[1]
+    path = tmp_path / "big.csv"
+    path.write_text("\n".join([",".join(COLUMNS), *good, *dirty, *good, *dirty]) + "\n")
+    # ~100 blocks of 16 KiB and several row groups per bucket file
+    config = SplitConfig(buckets=3, block_size=16 << 10, row_group_rows=1_000)
+    _uneven_workers(monkeypatch)
+    split_file(path, tmp_path / "threaded", "big", config)
+
+    valid = pacsv.read_csv(
+        _as_file(tmp_path, [*good, *dirty_valid, *good, *dirty_valid]),
+        convert_options=pacsv.ConvertOptions(column_types=ARROW_SCHEMA),
+    )
+    valid_rows = list(zip(*(valid.column(c).to_pylist() for c in COLUMNS), strict=True))
+    for bucket in range(3):
+        written = pq.read_table(tmp_path / "threaded" / f"bucket-{bucket:02d}" / "big.parquet")
+        assert (
+            pq.read_metadata(tmp_path / "threaded" / f"bucket-{bucket:02d}" / "big.parquet").num_row_groups
+            > 2
+        )
+        rows = list(zip(*(written.column(c).to_pylist() for c in COLUMNS), strict=True))
+        assert rows == [r for r in valid_rows if reference_bucket(r[3], 3) == bucket]  # file order kept
+    with open(tmp_path / "threaded" / "rejects" / "big.csv", newline="") as f:
+        rejects = [(int(r["line"]), r["reason"]) for r in csv.DictReader(f)]
+    second_copy = 1 + 2 * len(good) + len(dirty)  # lines before the second dirty part
+    assert rejects == [(n + len(good), reason) for n, (_, reason) in BAD_LINES.items()] + [
+        (n + second_copy - 1, reason) for n, (_, reason) in BAD_LINES.items()
+    ]
+
+    _sequential(monkeypatch)
+    split_file(path, tmp_path / "sequential", "big", config)
+    files = sorted(f.relative_to(tmp_path / "sequential") for f in (tmp_path / "sequential").rglob("*.*"))
+    assert len(files) == 4  # 3 buckets + rejects
+    for name in files:
+        assert (tmp_path / "threaded" / name).read_bytes() == (tmp_path / "sequential" / name).read_bytes()
+
+
+def test_unreadable_block_fails_like_a_sequential_loop(
+    raw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = (raw_dir / "paysim-day-01.csv").read_text().splitlines()
+    path = tmp_path / "long.csv"
+    path.write_text("\n".join([*lines, "1,PAYMENT," + "9" * 40_000, *lines[1:50]]) + "\n")
+    config = SplitConfig(buckets=2, block_size=16 << 10, row_group_rows=500)
+    messages = []
+    for setup in (_uneven_workers, _sequential):
+        setup(monkeypatch)
+        with pytest.raises(UnusableFileError, match="long.csv: unreadable after data row") as info:
+            split_file(path, tmp_path / "out", "long", config)
+        messages.append(str(info.value))
+        assert not list((tmp_path / "out").rglob("*.*"))  # every bucket writer aborted
+    assert messages[0] == messages[1]
+    assert "line is longer than the reader's block" in messages[0]
+
+
+def test_ordered_map_keeps_order_bounds_work_and_raises_in_place() -> None:
+    started: list[int] = []
+
+    def slow_square(i: int) -> int:
+        started.append(i)
+        time.sleep(0.005 * (i % 3))
+        if i == 7:
+            raise ValueError("item 7")
+        return i * i
+
+    results = ordered_map(slow_square, range(7), workers=2, in_flight=3)
+    assert next(results) == 0
+    assert len(started) <= 3  # no more than in_flight items taken before the first is consumed
+    assert list(results) == [i * i for i in range(1, 7)]
+
+    got = []
+    with pytest.raises(ValueError, match="item 7"):
+        for value in ordered_map(slow_square, range(20), workers=2, in_flight=3):
+            got.append(value)
+    assert got == [i * i for i in range(7)]
+
+    def failing_source():
+        yield from range(5)
+        raise OSError("source broke")
+
+    got = []
+    with pytest.raises(OSError, match="source broke"):
+        for value in ordered_map(slow_square, failing_source(), workers=2, in_flight=4):
+            got.append(value)
+    assert got == [i * i for i in range(5)]  # everything read before the failure is delivered first
