@@ -15,7 +15,9 @@ class PachydermPutFilesOperator(BaseOperator):
     """Upload a file, a directory or a glob of files into ``repo@branch`` in ONE commit.
 
     Files whose content is already at the branch head are not sent again; when nothing changed
-    the task is skipped (no commit, so no pipeline job) unless ``force``. A failed upload never
+    the task is skipped (no commit, so no pipeline job) unless ``force``. Like rsync, a file is
+    taken as unchanged when its size and mtime match the manifest the previous push recorded on
+    the head commit; otherwise content hashes are compared. A failed upload never
     leaves a partial commit that looks complete: the commit is dropped, or finished with its
     ``error`` set. Returns the commit id (XCom ``return_value``), logs progress in bytes and, when
     ``repo`` is a plain string, emits an Asset event for ``project/repo@branch`` with the commit id.
@@ -25,9 +27,11 @@ class PachydermPutFilesOperator(BaseOperator):
     :param branch: target branch (templated).
     :param dest: directory in the repo (templated).
     :param force: push every file even when the head already has the same content (templated).
+    :param checksum: compare content hashes even when size and mtime match, like
+        ``rsync --checksum`` (templated).
     """
 
-    template_fields: Sequence[str] = ("source", "repo", "branch", "dest", "force", "project")
+    template_fields: Sequence[str] = ("source", "repo", "branch", "dest", "force", "checksum", "project")
     ui_color = "#d4f0ff"
     operator_extra_links = (PachydermCommitLink(),)
 
@@ -39,6 +43,7 @@ class PachydermPutFilesOperator(BaseOperator):
         branch: str = "master",
         dest: str = "/",
         force: bool | str = False,
+        checksum: bool | str = False,
         create_repo: bool = True,
         project: str | None = None,
         pachyderm_conn_id: str = "pachyderm_default",
@@ -55,6 +60,7 @@ class PachydermPutFilesOperator(BaseOperator):
         self.branch = branch
         self.dest = dest
         self.force = force
+        self.checksum = checksum
         self.create_repo = create_repo
         self.project = project
         self.pachyderm_conn_id = pachyderm_conn_id
@@ -81,7 +87,9 @@ class PachydermPutFilesOperator(BaseOperator):
             self.log.info("Created repo %s/%s", hook.project, self.repo)
         branch = pfs.Branch(repo=repo, name=self.branch)
         description = f"pachflow: {len(items)} files from {self.source} (dag {context['dag'].dag_id}, run {context['run_id']})"
-        result = push_files(client, branch, items, force=force, description=description)
+        result = push_files(
+            client, branch, items, force=force, checksum=_truthy(self.checksum), description=description
+        )
         self._ol = {"ns": f"pachyderm://{hook.endpoint.host}:{hook.endpoint.port}", "project": hook.project}
         if result.commit_id is None:
             raise AirflowSkipException(
