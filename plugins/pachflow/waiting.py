@@ -72,6 +72,23 @@ def resolve_target(
     return CommitTarget(project=project, repo=repo, commit_id=commit_id, pipeline=is_pipeline)
 
 
+def commit_set_exists(client: Client, commit_set: str) -> bool:
+    """True when the commit set has at least one commit (e.g. the pushed input commit).
+
+    Pachyderm creates every downstream commit of a commit set together with it, so once the set
+    exists a repo without a commit in it will never get one: no need to wait for it to appear.
+    """
+    import grpc
+    from pachyderm_sdk.api import pfs
+
+    try:
+        return any(True for _ in client.pfs.inspect_commit_set(commit_set=pfs.CommitSet(id=commit_set)))
+    except grpc.RpcError as err:
+        if err.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+            return False
+        raise
+
+
 def pipeline_exists(client: Client, project: str, name: str) -> bool:
     """True when ``name`` is a pipeline (False also for servers without the PPS API)."""
     import grpc

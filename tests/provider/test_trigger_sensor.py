@@ -151,6 +151,24 @@ def test_sensor_skips_when_there_is_nothing_to_wait_for(run_dag, pachyderm_conne
     assert dr.get_task_instance("absent").state == TaskInstanceState.SKIPPED
 
 
+def test_sensor_skips_at_once_when_the_commit_set_exists_without_the_repo(
+    run_dag, pachyderm_connection, pachd_server
+):
+    """Pachyderm creates all commits of a set together: no grace wait once the set is there."""
+    from airflow.utils.state import TaskInstanceState
+
+    client = pachd_server.client()
+    pushed, other = _repo(client, unique_name("raw")), _repo(client, unique_name("other"))
+    with client.pfs.commit(branch=pfs.Branch(repo=pushed, name="master")) as c:
+        c.put_file_from_bytes("/a", b"1")
+    with DAG(unique_name("sensor"), schedule=None, start_date=START) as dag:
+        PachydermCommitSensor(task_id="unrelated", repo=other.name, commit_set=c.id, missing_grace=120)
+    dr = run_dag(dag)
+    ti = dr.get_task_instance("unrelated")
+    assert ti.state == TaskInstanceState.SKIPPED
+    assert ti.duration < 60, "the sensor waited out missing_grace although the commit set exists"
+
+
 def test_poke_mode_sensor_on_a_finished_branch_head(run_dag, pachyderm_connection, pachd_server):
     from airflow.utils.state import TaskInstanceState
 

@@ -29,7 +29,8 @@ class PachydermCommitSensor(BaseSensorOperator):
     :param branch: branch whose head to wait for when ``commit_set`` is ``None`` (templated).
     :param project: Pachyderm project; default: the connection's project (templated).
     :param missing_grace: seconds to wait for the commit to appear before deciding that the
-        commit set does not touch ``repo`` (the task is then skipped).
+        commit set does not touch ``repo`` (the task is then skipped). Only used while the commit
+        set itself is not visible yet: once it exists, a repo without a commit in it is skipped at once.
     :param progress_interval: seconds between datum-progress log lines.
     :param deferrable: defer to the triggerer instead of poking. Default True; set
         ``[pachflow] default_deferrable = False`` (``AIRFLOW__PACHFLOW__DEFAULT_DEFERRABLE``) to poke
@@ -75,7 +76,7 @@ class PachydermCommitSensor(BaseSensorOperator):
         return PachydermHook(self.pachyderm_conn_id, project=self.project or None)
 
     def _resolve(self, hook: Any):
-        from pachflow.waiting import CommitNotFound, resolve_target
+        from pachflow.waiting import CommitNotFound, commit_set_exists, resolve_target
 
         commit_set = None if self.commit_set is None else str(self.commit_set).strip()
         if commit_set is not None and commit_set in EMPTY:
@@ -92,7 +93,9 @@ class PachydermCommitSensor(BaseSensorOperator):
                     branch=self.branch,
                 )
             except CommitNotFound as err:
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline or (
+                    commit_set and hook.call(commit_set_exists, hook.client, commit_set)
+                ):
                     raise AirflowSkipException(f"{err}: this change does not reach {self.repo}") from err
                 time.sleep(min(1.0, self.missing_grace))
 

@@ -71,10 +71,9 @@ class PachydermCommitTrigger(BaseTrigger):
         from pachflow.hooks.pachyderm import PachydermHook
 
         # A wait can outlast a pachd restart (pachd-lite reruns unfinished jobs after one): keep
-        # retrying for minutes, not a handful of attempts.
-        return PachydermHook(
-            self.pachyderm_conn_id, project=self.project, retry_for_seconds=WAIT_RETRY_SECONDS
-        )
+        # retrying for minutes, not a handful of attempts — but never past the trigger's deadline.
+        retry_for = WAIT_RETRY_SECONDS if self.timeout_s is None else min(WAIT_RETRY_SECONDS, self.timeout_s)
+        return PachydermHook(self.pachyderm_conn_id, project=self.project, retry_for_seconds=retry_for)
 
     def _wait(self, hook: Any) -> dict[str, Any]:
         from pachflow import waiting
