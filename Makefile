@@ -20,6 +20,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@# Spark's classes pre-parsed for the pipeline jobs' JVMs (spark_jobs/jvm_archive.py); ~30 s, once.
+	$(BIN)/python -m spark_jobs.jvm_archive
 	@touch $(STAMP)
 
 install: $(STAMP)

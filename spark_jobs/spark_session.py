@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from spark_jobs import jvm_archive
 from spark_jobs.worker_env import setting
 
 if TYPE_CHECKING:
@@ -34,7 +35,9 @@ def build_session(
     Local mode runs executors inside the driver JVM, so ``spark.driver.memory`` is the heap for
     everything; few shuffle partitions avoid hundreds of tiny tasks on a couple of cores; the UI
     and event log are off because nothing looks at them inside a pipeline worker.
-    Environment overrides: SPARK_MASTER, SPARK_SHUFFLE_PARTITIONS, SPARK_DRIVER_MEMORY.
+    The driver JVM maps this installation's class-data archive when there is one (see
+    spark_jobs.jvm_archive). Environment overrides: SPARK_MASTER, SPARK_SHUFFLE_PARTITIONS,
+    SPARK_DRIVER_MEMORY, SPARK_DRIVER_JAVA_OPTIONS (appended), SPARK_CDS_ARCHIVE.
     """
     # Import here: spark_jobs modules must import cheaply (e.g. `pachflow generate` needs no JVM).
     from pyspark.sql import SparkSession
@@ -66,7 +69,9 @@ def build_session(
         # Parquet files from split are written by pyarrow; let Spark trust their schema as-is.
         .config("spark.sql.parquet.mergeSchema", "false")
     )
-    java_options = setting("SPARK_DRIVER_JAVA_OPTIONS", "")
+    java_options = " ".join(
+        filter(None, (jvm_archive.java_options(), setting("SPARK_DRIVER_JAVA_OPTIONS", "")))
+    )
     if java_options:
         builder = builder.config("spark.driver.extraJavaOptions", java_options)
     for key, value in _extra_sql_conf().items():
