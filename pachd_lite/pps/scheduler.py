@@ -33,8 +33,8 @@ from pachd_lite.pps.logs import LogStore
 from pachd_lite.pps.orphans import kill_orphaned_user_code
 from pachd_lite.pps.pipelines import PipelineRecord, find_pipeline
 from pachd_lite.pps.runner import job_env, run_err_cmd, run_transform
-from pachd_lite.pps.worker_service import BatchResult, PendingDatums, run_batched
 from pachd_lite.pps.worker_service import DatumState as BatchState
+from pachd_lite.pps.worker_service import run_batched
 
 log = logging.getLogger("pachd_lite.pps")
 
@@ -182,7 +182,6 @@ class JobRunner:
         self._lock = threading.Lock()
         self._last_flush = time.monotonic()
         self.counts = defaultdict(int)
-        self._resolver: _Materialiser | None = None
 
     def master_log(self, message: str) -> None:
         self.s.logs.append(self.job.project, self.job.pipeline, self.job.id, "", message, master=True)
@@ -197,11 +196,9 @@ class JobRunner:
         return job
 
     def run(self) -> None:
-        warm: list[_WarmWorker] = []
         try:
-            warm = self._prewarm()
             if self._starting():
-                self._running(warm)
+                self._running()
         except JobStopped:
             self.master_log("job stopped")
         except Exception as exc:  # the job fails, the server goes on
@@ -214,8 +211,6 @@ class JobRunner:
             except Exception:
                 log.exception("could not record the failure of job %s", self.job)
         finally:
-            for w in warm:
-                w.release()
             self.s.logs.flush()
             shutil.rmtree(self.s.sandbox_root / self.job.id / self.job.pipeline, ignore_errors=True)
 
@@ -246,7 +241,7 @@ class JobRunner:
         raise JobStopped
 
     # --- RUNNING -----------------------------------------------------------------------------
-    def _running(self, warm: list[_WarmWorker]) -> None:
+    def _running(self) -> None:
         with self.ctx.db.tx() as conn:
             job = jobs.require_job(conn, self.job.project, self.job.pipeline, self.job.id)
             if job.terminal:
@@ -274,20 +269,28 @@ class JobRunner:
             f"job started: {len(datums)} datum(s), {len(datums) - len(todo)} skipped (base job "
             f"{base.id if base else 'none'})"
         )
-        workers = self._workers(spec)
+        workers = max(1, min(int(spec.parallelism_spec.constant or 1), self.s.cap))
         secret_env = self._secret_env(spec)
         if secret_env is None:
             return
-        env = self._job_env(record, secret_env)
+        env = job_env(
+            pipeline_name=record.name,
+            project_name=record.project,
+            job_id=self.job.id,
+            output_commit_id=self.job.id,
+            spec_commit_id=record.spec_commit_set,
+            transform_env={**spec.transform.env, **secret_env},
+            pachd_address=self.s.pachd_address,
+            auth_token=self.s.auth_token,
+        )
         resolver = _Materialiser(self.ctx, inputs, snaps)
-        self._resolver = resolver
         done = threading.Event()
         job_timeout = spec.job_timeout.total_seconds() if spec.job_timeout else 0.0
         watcher = threading.Thread(target=self._watch_for_kill, args=(done, job_timeout), daemon=True)
         watcher.start()
         try:
             if spec.transform.datum_batching:
-                self._run_batched(spec, env, todo, workers, warm)
+                self._run_batched(spec, env, todo, workers, resolver)
             else:
                 self._run_parallel(spec, env, todo, workers, resolver)
         finally:
@@ -304,50 +307,6 @@ class JobRunner:
             self._end(jobs.FAILURE, f"datum {datum.id} failed: {reason}".rstrip())
             return
         self._finish_success()
-
-    def _workers(self, spec: pps.CreatePipelineRequest) -> int:
-        return max(1, min(int(spec.parallelism_spec.constant or 1), self.s.cap))
-
-    def _job_env(self, record: PipelineRecord, secret_env: dict[str, str]) -> dict[str, str]:
-        return job_env(
-            pipeline_name=record.name,
-            project_name=record.project,
-            job_id=self.job.id,
-            output_commit_id=self.job.id,
-            spec_commit_id=record.spec_commit_set,
-            transform_env={**record.spec.transform.env, **secret_env},
-            pachd_address=self.s.pachd_address,
-            auth_token=self.s.auth_token,
-        )
-
-    def _prewarm(self) -> list[_WarmWorker]:
-        """Start a datum-batching pipeline's user processes while the job waits for its input.
-
-        Their imports (and a JVM start) then overlap the upstream job, as with pachd's
-        long-lived worker pods; datum batching code only reads /pfs after NextDatum, which is
-        answered once the job's datums are known (an empty share ends the process).
-        No warm start when the inputs are already there, or the pipeline's secrets are not.
-        """
-        with self.ctx.db.read() as conn:
-            job = jobs.find_job(conn, self.job.project, self.job.pipeline, self.job.id)
-            if job is None or job.terminal:
-                return []
-            record = find_pipeline(conn, job.project, job.pipeline, job.pipeline_version)
-            inputs = jobs.input_commit_rows(conn, job)
-        if record is None or not record.spec.transform.datum_batching:
-            return []
-        if all(r["finished"] is not None for r in inputs):
-            return []
-        try:
-            secret_env = pipeline_secrets.resolve_env(self.ctx, list(record.spec.transform.secrets))
-        except NotFound:
-            return []
-        env = self._job_env(record, secret_env)
-        warm = [_WarmWorker(self, record.spec, env, i) for i in range(self._workers(record.spec))]
-        for w in warm:
-            w.start()
-        self.master_log(f"started {len(warm)} worker(s) ahead of the input (datum batching)")
-        return warm
 
     def _compute_datums(self, record: PipelineRecord, inputs, snaps) -> list[Datum]:
         def commit_row(ref: PfsInputRef):
@@ -493,26 +452,48 @@ class JobRunner:
                 raise JobStopped
             self.ctx.db.wait_for_change(version, min(1.0, max(0.05, deadline - time.monotonic())))
 
-    def _run_batched(self, spec, env, todo: list[Datum], workers: int, warm: list[_WarmWorker]) -> None:
+    def _run_batched(self, spec, env, todo: list[Datum], workers: int, resolver: _Materialiser) -> None:
         tries = max(1, int(spec.datum_tries or 3))
+        timeout = spec.datum_timeout.total_seconds() if spec.datum_timeout else None
         chunks = [todo[i::workers] for i in range(workers)] if todo else []
 
         def worker(index: int, chunk: list[Datum]) -> None:
             remaining = chunk
-            ready = warm[index] if index < len(warm) else None
             with self.s.slots:
                 for attempt in range(1, tries + 1):
                     if not remaining or self.cancel.is_set():
                         return
-                    if attempt == 1 and ready is not None:
-                        result, outputs = ready.hand_over(remaining)
-                    else:
-                        result, outputs = self._batch(spec, env, index, remaining)
+                    sandbox = self._sandbox(f"b{index}")
+                    pfs_dir = sandbox / "pfs"
+                    outcome_out: dict[str, list[files.Entry]] = {}
+
+                    def prepare(d: Datum, pfs_dir=pfs_dir) -> dict[str, str]:
+                        for child in pfs_dir.iterdir():
+                            if child.name not in (".env",):
+                                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+                        (pfs_dir / "out").mkdir(exist_ok=True)
+                        resolver.place(d, pfs_dir)
+                        return datum_env(d)
+
+                    def finish(d: Datum, error: str | None, pfs_dir=pfs_dir, outcome_out=outcome_out) -> None:
+                        if error is None:
+                            outcome_out[d.id] = files.ingest_tree(self.ctx, pfs_dir / "out", move=True)
+
+                    def on_log(line: str, d: Datum | None) -> None:
+                        self.s.logs.append(
+                            self.job.project, self.job.pipeline, self.job.id, d.id if d else "", line
+                        )
+
+                    result = run_batched(
+                        spec.transform, env, sandbox, remaining, prepare, finish, on_log,
+                        datum_timeout=timeout, cancel=self.cancel,
+                    )  # fmt: skip
+                    shutil.rmtree(sandbox, ignore_errors=True)
                     retry: list[Datum] = []
                     for o in result.outcomes:
                         if o.state == BatchState.SUCCESS:
                             self._record(
-                                DatumResult(o.datum, DATUM_SUCCESS, outputs=outputs.get(o.datum.id, []))
+                                DatumResult(o.datum, DATUM_SUCCESS, outputs=outcome_out.get(o.datum.id, []))
                             )
                         else:
                             retry.append(o.datum)
@@ -534,40 +515,6 @@ class JobRunner:
             t.start()
         for t in threads:
             t.join()
-
-    def _batch(
-        self, spec, env, index: int, datums: list[Datum] | PendingDatums[Datum]
-    ) -> tuple[BatchResult[Datum], dict[str, list[files.Entry]]]:
-        """One user process (datum batching) for ``datums`` in sandbox ``b<index>``; the batch
-        result and each successful datum's outputs."""
-        sandbox = self._sandbox(f"b{index}")
-        pfs_dir = sandbox / "pfs"
-        outputs: dict[str, list[files.Entry]] = {}
-        timeout = spec.datum_timeout.total_seconds() if spec.datum_timeout else None
-
-        def prepare(d: Datum) -> dict[str, str]:
-            for child in pfs_dir.iterdir():
-                if child.name not in (".env",):
-                    shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
-            (pfs_dir / "out").mkdir(exist_ok=True)
-            self._resolver.place(d, pfs_dir)
-            return datum_env(d)
-
-        def finish(d: Datum, error: str | None) -> None:
-            if error is None:
-                outputs[d.id] = files.ingest_tree(self.ctx, pfs_dir / "out", move=True)
-
-        def on_log(line: str, d: Datum | None) -> None:
-            self.s.logs.append(self.job.project, self.job.pipeline, self.job.id, d.id if d else "", line)
-
-        try:
-            result = run_batched(
-                spec.transform, env, sandbox, datums, prepare, finish, on_log,
-                datum_timeout=timeout, cancel=self.cancel,
-            )  # fmt: skip
-        finally:
-            shutil.rmtree(sandbox, ignore_errors=True)
-        return result, outputs
 
     def _watch_for_kill(self, done: threading.Event, job_timeout: float = 0.0) -> None:
         """Cancel running user code as soon as the job is stopped (StopJob, update, delete) or
@@ -684,38 +631,6 @@ class JobRunner:
                 commits.finish_commit_row(self.ctx, conn, meta_row["id"])
             jobs.set_state(conn, job, jobs.SUCCESS, "", finished=time.time())
         self.master_log("job succeeded")
-
-
-class _WarmWorker:
-    """A datum-batching user process started before its job's datums are known (see _prewarm)."""
-
-    def __init__(self, runner: JobRunner, spec: pps.CreatePipelineRequest, env: dict[str, str], index: int):
-        self.pending: PendingDatums[Datum] = PendingDatums()
-        self.result: tuple[BatchResult[Datum], dict[str, list[files.Entry]]] | None = None
-        self._run = lambda: runner._batch(spec, env, index, self.pending)
-        self._thread = threading.Thread(target=self._target, name=f"warm-worker-{index}", daemon=True)
-
-    def _target(self) -> None:
-        try:
-            self.result = self._run()
-        except Exception:  # the datums then run in a fresh process (hand_over)
-            log.exception("warm worker failed")
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def hand_over(self, datums: list[Datum]) -> tuple[BatchResult[Datum], dict[str, list[files.Entry]]]:
-        """Give the process its datums and wait for the batch to end."""
-        self.pending.assign(datums)
-        self._thread.join()
-        if self.result is None:
-            raise RuntimeError("the warm worker ended without a result")
-        return self.result
-
-    def release(self) -> None:
-        """End the process if it never got datums (an empty share ends it like "no datums left")."""
-        self.pending.assign([])
-        self._thread.join()
 
 
 class _Materialiser:

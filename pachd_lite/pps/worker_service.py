@@ -3,7 +3,7 @@
 Public API (stable; the PPS core calls it):
 
     run_batched(transform: pps.Transform, env: Mapping[str, str], sandbox: Path,
-                datums: Sequence[D] | PendingDatums[D],
+                datums: Sequence[D],
                 prepare_datum: Callable[[D], Mapping[str, str]],
                 finish_datum: Callable[[D, str | None], None],
                 on_log: Callable[[str, D | None], None] | None = None, *,
@@ -27,9 +27,6 @@ Public API (stable; the PPS core calls it):
         new one is started for the remaining datums. `cancel` (or the Cancel RPC) kills it all.
     Retries (`datum_tries`) are the caller's: run the failed datums again with a new call, which
     restarts the user process, as pachd restarts user code after a failed datum.
-    `datums` may be a PendingDatums: the user process starts at once (its imports, a JVM start,
-    overlap the wait for the job's input) and its first NextDatum is answered once the caller
-    calls `assign(datums)` (an empty list ends the process, as "no datums left").
     `on_log(line, datum)` gets every output line with the datum in progress (None between datums).
 """
 
@@ -52,7 +49,7 @@ from pachyderm_sdk.api import worker as worker_api
 
 from pachd_lite.pps.runner import UserProcess, write_dotenv
 
-__all__ = ["BatchResult", "DatumOutcome", "DatumState", "PREMATURE_EXIT", "PendingDatums", "run_batched"]
+__all__ = ["BatchResult", "DatumOutcome", "DatumState", "PREMATURE_EXIT", "run_batched"]
 
 log = logging.getLogger(__name__)
 
@@ -88,37 +85,13 @@ class BatchResult(Generic[D]):
         return not self.error and all(o.state == DatumState.SUCCESS for o in self.outcomes)
 
 
-class PendingDatums(Generic[D]):
-    """The datums of a batch that started before they were known (see the module docstring)."""
-
-    def __init__(self) -> None:
-        self._assigned = threading.Event()
-        self._datums: list[D] = []
-
-    def assign(self, datums: Sequence[D]) -> None:
-        if not self._assigned.is_set():
-            self._datums = list(datums)
-            self._assigned.set()
-
-    @property
-    def assigned(self) -> bool:
-        return self._assigned.is_set()
-
-    def wait(self, cancel: threading.Event) -> list[D] | None:
-        """The datums once assigned; None if ``cancel`` is set first."""
-        while not self._assigned.wait(0.05):
-            if cancel.is_set():
-                return None
-        return self._datums
-
-
 class _Batch(Generic[D]):
     def __init__(
         self,
         transform: pps.Transform,
         env: Mapping[str, str],
         sandbox: Path,
-        datums: Sequence[D] | PendingDatums[D],
+        datums: Sequence[D],
         prepare_datum: Callable[[D], Mapping[str, str]],
         finish_datum: Callable[[D, str | None], None],
         on_log: Callable[[str, D | None], None] | None,
@@ -129,8 +102,7 @@ class _Batch(Generic[D]):
         self.transform, self.env, self.sandbox = transform, dict(env), Path(sandbox)
         self.prepare_datum, self.finish_datum, self.on_log = prepare_datum, finish_datum, on_log
         self.datum_timeout, self.cancel, self.tail_lines = datum_timeout, cancel, tail_lines
-        self.pending = datums if isinstance(datums, PendingDatums) else None
-        self.outcomes = [] if self.pending is not None else [DatumOutcome(d) for d in datums]
+        self.outcomes = [DatumOutcome(d) for d in datums]
         self.lock = threading.RLock()
         self.next_index = 0
         self.current: int | None = None
@@ -144,7 +116,6 @@ class _Batch(Generic[D]):
     # --- gRPC handlers (one user process calls them, one call at a time) ---
 
     def next_datum(self, request: worker_api.NextDatumRequest, context: grpc.ServicerContext):
-        self._take_pending()
         with self.lock:
             if self.current is not None:
                 self._finish_current(request.error or None)
@@ -168,16 +139,6 @@ class _Batch(Generic[D]):
             return worker_api.CancelResponse(success=False)
         self.cancel.set()
         return worker_api.CancelResponse(success=True)
-
-    def _take_pending(self) -> None:
-        """Wait until a pending batch's datums are assigned (or the batch is cancelled)."""
-        if self.pending is None:
-            return
-        datums = self.pending.wait(self.cancel)
-        with self.lock:
-            if self.pending is not None and datums is not None:
-                self.outcomes = [DatumOutcome(d) for d in datums]
-                self.pending = None
 
     # --- datum bookkeeping (called with self.lock held) ---
 
@@ -241,14 +202,8 @@ class _Batch(Generic[D]):
         server.start()
         error = ""
         try:
-            while (
-                not error
-                and (self.pending is not None or self.next_index < len(self.outcomes))
-                and not self.cancel.is_set()
-            ):
+            while not error and self.next_index < len(self.outcomes) and not self.cancel.is_set():
                 error = self._run_one_process(port)
-            # A process that died before its datums were assigned leaves them NOT_RUN (retried).
-            self._take_pending()
             if self.cancel.is_set() and not error:
                 error = "datum batching cancelled"
         finally:
@@ -319,7 +274,7 @@ def run_batched(
     transform: pps.Transform,
     env: Mapping[str, str],
     sandbox: Path | str,
-    datums: Sequence[D] | PendingDatums[D],
+    datums: Sequence[D],
     prepare_datum: Callable[[D], Mapping[str, str]],
     finish_datum: Callable[[D, str | None], None],
     on_log: Callable[[str, D | None], None] | None = None,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
-from pathlib import Path
 
 import grpc
 import pytest
@@ -174,65 +172,6 @@ def test_datum_batching_one_process_for_50_datums(pachd_client):
     tar = pachd_client.pfs.pfs_tar_file(pfs.File.from_uri(f"{name}@master:/"))
     pids = {tar.extractfile(m).read() for m in tar if m.isfile()}
     assert len(pids) == 1  # one user process handled all 50 datums
-
-
-def _warm_start_pipeline(pachd_client, marks: Path) -> tuple[str, str]:
-    """A batching pipeline whose user code notes its pid in marks/<job id> before NextDatum."""
-    data = create_repo(pachd_client, "data")
-    name = unique_name("warm")
-    script = (
-        "import os\n"
-        f"open(os.path.join({str(marks)!r}, os.environ['PACH_JOB_ID']), 'w').write(str(os.getpid()))\n"
-        "from pachyderm_sdk import batch_all_datums\n"
-        "@batch_all_datums\n"
-        "def main():\n"
-        "    p = os.environ['" + data + "']\n"
-        "    open('/pfs/out/' + os.path.basename(p), 'w').write(str(os.getpid()))\n"
-        "main()\n"
-    )
-    spec = {"transform": {"cmd": [PY, "-c", script], "datumBatching": True}}
-    create_pipeline(pachd_client, name, {"pfs": {"repo": data, "glob": "/*"}}, [PY, "-c", script], **spec)
-    return data, name
-
-
-def _wait_for(path: Path, seconds: float = 60.0) -> str:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text():
-            return path.read_text()
-        time.sleep(0.05)
-    raise AssertionError(f"{path} did not appear within {seconds}s")
-
-
-def test_datum_batching_user_code_starts_while_the_input_is_still_open(pachd_client, tmp_path):
-    data, name = _warm_start_pipeline(pachd_client, tmp_path)
-    commit = pachd_client.pfs.start_commit(branch=pfs.Branch.from_uri(f"{data}@master"))
-    pachd_client.pfs.put_file_from_bytes(commit=commit, path="/a", data=b"1")
-    pachd_client.pfs.put_file_from_bytes(commit=commit, path="/b", data=b"2")
-    # The job exists (STARTING) as soon as the commit is opened; its user code is already up.
-    pid = _wait_for(tmp_path / commit.id)
-    assert not is_set(pachd_client.pfs.inspect_commit(commit=commit).finished)
-    pachd_client.pfs.finish_commit(commit=commit)
-    info = job(pachd_client, name, commit.id)
-    assert info.state == pps.JobState.JOB_SUCCESS, info.reason
-    assert info.data_processed == 2
-    assert read(pachd_client, f"{name}@{commit.id}:/a") == pid.encode()  # that same process did the work
-    assert read(pachd_client, f"{name}@{commit.id}:/b") == pid.encode()
-
-
-def test_warm_user_code_is_stopped_when_the_job_cannot_run(pachd_client, tmp_path):
-    import psutil
-
-    data, name = _warm_start_pipeline(pachd_client, tmp_path)
-    commit = pachd_client.pfs.start_commit(branch=pfs.Branch.from_uri(f"{data}@master"))
-    pid = int(_wait_for(tmp_path / commit.id))
-    pachd_client.pfs.finish_commit(commit=commit, error="upstream broke")
-    info = job(pachd_client, name, commit.id)
-    assert info.state == pps.JobState.JOB_UNRUNNABLE
-    deadline = time.monotonic() + 30
-    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-        assert time.monotonic() < deadline, f"warm user process {pid} still runs after the job ended"
-        time.sleep(0.05)
 
 
 def test_pipeline_errors_and_unimplemented(pachd_client):
