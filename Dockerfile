@@ -35,6 +35,8 @@ RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/pach
 # pachyderm_specs/ (see docker-compose.yaml) are the code that runs.
 COPY --chown=airflow:0 . /opt/pachflow
 RUN pip install --no-cache-dir --no-deps -e /opt/pachflow \
-    && python -c "from pachflow.get_provider_info import get_provider_info; get_provider_info()"
+    && python -c "from pachflow.get_provider_info import get_provider_info; get_provider_info()" \
+    # pachd-lite runs the pipelines' Spark jobs in this image: pre-parsed Spark classes for their JVMs.
+    && python -m spark_jobs.jvm_archive
 
 WORKDIR /opt/airflow

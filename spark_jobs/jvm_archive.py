@@ -53,21 +53,44 @@ def archive_key() -> str | None:
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
-def archive_path() -> Path | None:
-    """Where this installation's archive lives (None: disabled or no JDK)."""
+def candidate_paths() -> list[Path]:
+    """Where this installation's archive may live, in order: ``SPARK_CDS_ARCHIVE``, else next to
+    the Python environment, else the user's cache (for environments that are not writable, such
+    as a container image's system site). Empty: disabled (``off``) or no JDK."""
     override = os.environ.get(ENV, "").strip()
     if override.lower() == "off":
-        return None
+        return []
     if override:
-        return Path(override)
+        return [Path(override)]
     key = archive_key()
-    return None if key is None else Path(sys.prefix) / "share" / "pachflow" / f"spark-cds-{key}.jsa"
+    if key is None:
+        return []
+    name = f"spark-cds-{key}.jsa"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pachflow"
+    return [Path(sys.prefix) / "share" / "pachflow" / name, cache / name]
+
+
+def archive_path() -> Path | None:
+    """The archive this installation has built, if any."""
+    return next((p for p in candidate_paths() if p.is_file()), None)
+
+
+def build_target() -> Path | None:
+    """Where to build the archive: the first candidate whose folder can be created and written."""
+    for path in candidate_paths():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(path.parent, os.W_OK):
+            return path
+    return None
 
 
 def java_options() -> str:
     """``-XX:SharedArchiveFile=…`` when this installation has an archive, else ``""``."""
     path = archive_path()
-    return f"-XX:SharedArchiveFile={path}" if path is not None and path.is_file() else ""
+    return f"-XX:SharedArchiveFile={path}" if path is not None else ""
 
 
 def _workload() -> None:
@@ -152,16 +175,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.workload:
         _workload()
         return 0
-    path = archive_path()
-    if path is None:
-        print("no JDK found (or SPARK_CDS_ARCHIVE=off): no archive built", file=sys.stderr)
+    existing = archive_path()
+    if existing is not None and not args.force:
+        print(f"up to date: {existing}")
         return 0
-    if path.is_file() and not args.force:
-        print(f"up to date: {path}")
+    path = build_target()
+    if path is None:
+        print("no JDK found, SPARK_CDS_ARCHIVE=off, or no writable folder: no archive built", file=sys.stderr)
         return 0
     try:
         build(path)
-    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         # Only a speed-up: the jobs run without it, so an install must not fail over it.
         print(f"warning: no Spark CDS archive ({exc})", file=sys.stderr)
         return 0

@@ -44,6 +44,28 @@ def test_java_options_follow_the_archive(tmp_path: Path, monkeypatch: pytest.Mon
     assert jvm_archive.java_options() == ""
 
 
+def test_the_user_cache_serves_when_the_environment_is_not_writable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read_only_prefix = tmp_path / "prefix"
+    read_only_prefix.mkdir()
+    read_only_prefix.chmod(0o555)
+    monkeypatch.delenv(jvm_archive.ENV, raising=False)
+    monkeypatch.setattr(jvm_archive.sys, "prefix", str(read_only_prefix))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    target = jvm_archive.build_target()
+    if os.geteuid() == 0:  # root writes anywhere: the environment's folder still comes first
+        assert target is not None and target.is_relative_to(read_only_prefix)
+        target = jvm_archive.candidate_paths()[1]
+    else:
+        assert target is not None and target.is_relative_to(tmp_path / "cache")
+    assert jvm_archive.archive_path() is None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(b"x")
+    assert jvm_archive.archive_path() == target
+    assert jvm_archive.java_options() == f"-XX:SharedArchiveFile={target}"
+
+
 def test_archive_key_changes_with_the_jdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     key = jvm_archive.archive_key()
     assert key is not None
