@@ -7,7 +7,7 @@ with ``error`` set, so downstream pipelines treat it as failed input and readers
 parent's content).
 
 Unchanged files are found without downloading them: every commit made here carries a manifest
-in its metadata (see :func:`changed_items`).
+in its metadata (see :func:`_compare`).
 """
 
 from __future__ import annotations
@@ -177,15 +177,12 @@ def _read_manifest(info: Any) -> dict[str, dict[str, Any]]:
 
 
 def _local_entry(path: Path) -> dict[str, Any]:
-    """Manifest entry of a local file: size and sha256 of the bytes read, mtime from before reading."""
-    digest = hashlib.sha256()
-    size = 0
+    """Manifest entry of a local file, read as an upload would read it (see _CountingReader)."""
     with path.open("rb") as fh:
-        mtime_ns = _trusted_mtime(fh)
-        for chunk in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    return {"size": size, "mtime_ns": mtime_ns, "sha256": digest.hexdigest()}
+        reader = _CountingReader(fh, lambda n: None)
+        while reader.read(CHUNK):
+            pass
+    return reader.entry()
 
 
 def _trusted_mtime(fh: BinaryIO) -> int:
