@@ -204,19 +204,23 @@ def _service(name: str, ns: str, ip: str, port: int) -> dict:
     }
 
 
+def _kubernetes_connections(api: _StandInKubernetesApi, tmp_path) -> dict[str, dict]:
+    """A `kubernetes` connection to the stand-in API and a `pachyderm_default` that looks pachd up through it."""
+    kube = tmp_path / "kubeconfig"
+    kube.write_text(api.kubeconfig())
+    return {
+        "k8s": {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kube)}},
+        "pachyderm_default": {
+            "conn_type": "pachyderm",
+            "extra": {"kubernetes_conn_id": "k8s", "namespace": "pach"},
+        },
+    }
+
+
 def test_kubernetes_service_lookup_through_standin_api(tmp_path):
     api = _StandInKubernetesApi({("pach", "pachd"): _service("pachd", "pach", "10.1.2.3", 1650)})
     try:
-        kube = tmp_path / "kubeconfig"
-        kube.write_text(api.kubeconfig())
-        conns = {
-            "k8s": {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kube)}},
-            "pachyderm_default": {
-                "conn_type": "pachyderm",
-                "extra": {"kubernetes_conn_id": "k8s", "namespace": "pach"},
-            },
-        }
-        with airflow_connections(**conns):
+        with airflow_connections(**_kubernetes_connections(api, tmp_path)):
             ep = PachydermHook().endpoint
     finally:
         api.close()
@@ -228,16 +232,10 @@ def test_kubernetes_service_lookup_through_standin_api(tmp_path):
 def test_kubernetes_missing_service_is_a_clear_error(tmp_path):
     api = _StandInKubernetesApi({})
     try:
-        kube = tmp_path / "kubeconfig"
-        kube.write_text(api.kubeconfig())
-        conns = {
-            "k8s": {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kube)}},
-            "pachyderm_default": {
-                "conn_type": "pachyderm",
-                "extra": {"kubernetes_conn_id": "k8s", "namespace": "pach"},
-            },
-        }
-        with airflow_connections(**conns), pytest.raises(PachydermConnectionError, match="pach/pachd"):
+        with (
+            airflow_connections(**_kubernetes_connections(api, tmp_path)),
+            pytest.raises(PachydermConnectionError, match="pach/pachd"),
+        ):
             _ = PachydermHook().endpoint
     finally:
         api.close()

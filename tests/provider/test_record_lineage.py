@@ -8,6 +8,7 @@ the real Spark jobs.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pendulum
 from airflow.sdk import DAG
@@ -47,6 +48,16 @@ def _training_dag(specs, source, raw, names, model_name) -> DAG:
     return dag
 
 
+def _training_setup(tmp_path) -> tuple[str, str, dict[str, str], Path]:
+    """A fresh raw repo name, model name, chain of specs in tmp_path/specs, and a data folder with one day."""
+    raw, model_name = unique_name("raw"), unique_name("model")
+    names = write_chain(tmp_path / "specs", unique_name("p"), raw)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "day1.csv").write_text("a,b\n1,2\n")
+    return raw, model_name, names, data
+
+
 def _record_only_dag(commit_set, raw, names, model_name) -> DAG:
     with DAG(unique_name("record"), schedule=None, start_date=START) as dag:
         PachydermRecordLineageOperator(
@@ -73,11 +84,7 @@ def test_record_lookup_both_ways_idempotent_retry_and_rollback(
 
     client = pachd_server.client()
     mlflow_client = MlflowClient(mlflow_connection)
-    raw, model_name = unique_name("raw"), unique_name("model")
-    names = write_chain(tmp_path / "specs", unique_name("p"), raw)
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "day1.csv").write_text("a,b\n1,2\n")
+    raw, model_name, names, data = _training_setup(tmp_path)
 
     dr = run_dag(_training_dag(tmp_path / "specs", data, raw, names, model_name))
     states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
@@ -181,11 +188,7 @@ def test_force_retrains_unchanged_data_and_records_it_once(
     from mlflow import MlflowClient
 
     mlflow_client = MlflowClient(mlflow_connection)
-    raw, model_name = unique_name("raw"), unique_name("model")
-    names = write_chain(tmp_path / "specs", unique_name("p"), raw)
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "day1.csv").write_text("a,b\n1,2\n")
+    raw, model_name, names, data = _training_setup(tmp_path)
     first = run_dag(_training_dag(tmp_path / "specs", data, raw, names, model_name))
     run1 = first.get_task_instance("record").xcom_pull(task_ids="record", key="lineage")["mlflow_run_id"]
 
@@ -239,11 +242,7 @@ def test_hyperparameter_change_without_new_data_retrains_via_the_update_commit_s
     """The fraud_detection wiring (its COMMIT_SET template, none_failed waits): no new data but a changed
     training spec -> push skipped, upstream waits skipped (not reached), training waited for and recorded."""
     commit_set_template = _dag_module().COMMIT_SET
-    raw, model_name = unique_name("raw"), unique_name("model")
-    names = write_chain(tmp_path / "specs", unique_name("p"), raw)
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "day1.csv").write_text("a,b\n1,2\n")
+    raw, model_name, names, data = _training_setup(tmp_path)
     run1 = run_dag(_training_dag(tmp_path / "specs", data, raw, names, model_name))
     first = run1.get_task_instance("record").xcom_pull(task_ids="record", key="lineage")
 
