@@ -100,7 +100,7 @@ def in_batching_worker() -> bool:
 
 
 def batched_datums(input_name: str, input_root: Path) -> Iterator[Callable[[BaseException | None], None]]:
-    """Drive datum batching like ``pachyderm_sdk.batch_all_datums``.
+    """Drive datum batching like ``pachyderm_sdk.batch_all_datums`` (over spark_jobs.worker_client).
 
     Yields once per datum after NextDatum has set the datum's environment; the consumer calls
     the yielded ``done(error)`` so the next NextDatum reports the previous datum's error (as the
@@ -108,14 +108,14 @@ def batched_datums(input_name: str, input_root: Path) -> Iterator[Callable[[Base
     sandboxed ``.env``, so the same code runs under pachd-lite on the host. The worker ends the
     process when no datum is left.
     """
-    from pachyderm_sdk import Client
+    from spark_jobs.worker_client import WorkerClient
 
-    worker = Client().worker
+    worker = WorkerClient()
     error = ""
     while True:
-        response = worker.next_datum(error=error)
+        env = worker.next_datum(error=error)
         _load_dotenv_files(input_root)
-        _apply_env_lines(list(response.env))  # the response is this datum's own; it wins
+        _apply_env_lines(env)  # the response is this datum's own; it wins
         outcome: list[BaseException | None] = [None]
 
         def done(exc: BaseException | None, outcome: list[BaseException | None] = outcome) -> None:
