@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from spark_jobs.features import partial_aggregates, partial_aggregates_arrow
 from spark_jobs.schema import ARROW_SCHEMA, spark_schema
-from spark_jobs.worker_env import batched_datums, in_batching_worker, resolve_datum_path
+from spark_jobs.worker_env import batched_datums, in_batching_worker, resolve_datum_path, setting
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -235,4 +235,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if setting("ETL_ENGINE", "").lower() == "arrow":  # PySpark may want pandas; pyarrow alone never does
+        from spark_jobs.pandas_guard import block_pandas_import
+
+        block_pandas_import()
     raise SystemExit(main())

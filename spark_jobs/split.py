@@ -676,4 +676,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from spark_jobs.pandas_guard import block_pandas_import
+
+    block_pandas_import()
     raise SystemExit(main())
