@@ -89,7 +89,7 @@ class RssSampler:
     interval: float = 0.25
     peaks_mb: dict[str, float] = field(default_factory=dict)
     seen_stages: set[str] = field(default_factory=set)
-    _cmdlines: dict[int, str] = field(default_factory=dict)
+    _stage_of_process: dict[tuple[int, float], str] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -108,17 +108,24 @@ class RssSampler:
         peaks, self.peaks_mb, self.seen_stages = self.peaks_mb, {}, set()
         return {k: round(v, 1) for k, v in sorted(peaks.items())}
 
-    def _cmdline(self, proc: psutil.Process) -> str:
-        if proc.pid not in self._cmdlines:
-            self._cmdlines[proc.pid] = " ".join(proc.cmdline())
-        return self._cmdlines[proc.pid]
+    def _own_stage(self, proc: psutil.Process) -> str | None:
+        key = (proc.pid, proc.create_time())
+        if key in self._stage_of_process:
+            return self._stage_of_process[key]
+        cmdline = " ".join(proc.cmdline())
+        stage = next((stage for module, stage in STAGE_OF_MODULE.items() if module in cmdline), None)
+        # Only a match is final: a child forked by pachd-lite shows pachd-lite's command line
+        # until it execs the job, so a miss is read again at the next sample.
+        if stage:
+            self._stage_of_process[key] = stage
+        return stage
 
     def _stage(self, proc: psutil.Process, root_pid: int) -> str | None:
         current: psutil.Process | None = proc
         while current is not None and current.pid != root_pid:
-            for module, stage in STAGE_OF_MODULE.items():
-                if module in self._cmdline(current):
-                    return stage
+            stage = self._own_stage(current)
+            if stage:
+                return stage
             current = current.parent()
         return None
 
