@@ -49,24 +49,31 @@ def _states(dr) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
 
 
-def test_dag_surfaces_the_split_failure_naming_file_and_problem(stack, tmp_path, capsys):
-    source = tmp_path / "source"
-    source.mkdir()
-    (source / "day-07.csv").write_text("when,what,how_much\n1,coffee,3.5\n")
-    conf = {"source": str(source / "*.csv"), "mlflow_experiment": unique_name("exp")}
-    # MLflow is never reached: the run stops at split
+def _failed_run(stack, conf: dict, mlflow_uri: str, capsys) -> tuple[dict[str, str], str]:
+    """Run the DAG against ``stack`` and ``mlflow_uri``; it must fail before recording lineage.
+
+    Returns the task states and everything the run printed.
+    """
     with airflow_connections(
-        pachyderm_default=pachyderm_conn(stack.host, stack.port),
-        mlflow_default=mlflow_conn(f"http://127.0.0.1:{free_port()}"),
+        pachyderm_default=pachyderm_conn(stack.host, stack.port), mlflow_default=mlflow_conn(mlflow_uri)
     ):
         capsys.readouterr()
         dr = _run(conf)
     output = capsys.readouterr()
     states = _states(dr)
     assert str(dr.state) == "failed"
-    assert states["push_raw_data"] == "success" and states["wait_split_data"] == "failed", states
     assert states["record_lineage"] in ("upstream_failed", "skipped"), states
-    text = output.out + output.err
+    return states, output.out + output.err
+
+
+def test_dag_surfaces_the_split_failure_naming_file_and_problem(stack, tmp_path, capsys):
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "day-07.csv").write_text("when,what,how_much\n1,coffee,3.5\n")
+    conf = {"source": str(source / "*.csv"), "mlflow_experiment": unique_name("exp")}
+    # MLflow is never reached: the run stops at split
+    states, text = _failed_run(stack, conf, f"http://127.0.0.1:{free_port()}", capsys)
+    assert states["push_raw_data"] == "success" and states["wait_split_data"] == "failed", states
     assert "day-07.csv" in text and "line 1 is not a PaySim header" in text, text[-3000:]
 
 
@@ -78,19 +85,10 @@ def test_dag_fails_training_quickly_when_mlflow_is_down(stack, tmp_path, capsys)
     source = tmp_path / "source"
     generate(GenerateConfig(rows=3000, customers=600, days=1, seed=11, fraud_rate=0.03), source)
     conf = {"source": str(source / "*.csv"), "mlflow_experiment": unique_name("exp")}
-    with airflow_connections(
-        pachyderm_default=pachyderm_conn(stack.host, stack.port), mlflow_default=mlflow_conn(uri)
-    ):
-        capsys.readouterr()
-        started = time.monotonic()
-        dr = _run(conf)
-        took = time.monotonic() - started
-    output = capsys.readouterr()
-    states = _states(dr)
-    assert str(dr.state) == "failed"
+    started = time.monotonic()
+    states, text = _failed_run(stack, conf, uri, capsys)
+    took = time.monotonic() - started
     assert states["wait_etl"] == "success" and states["wait_ml_train"] == "failed", states
-    assert states["record_lineage"] in ("upstream_failed", "skipped"), states
-    text = output.out + output.err
     assert f"MLflow at {uri} is unreachable" in text, text[-3000:]
     assert took < BOUND_S, f"the DAG took {took:.0f}s to report that MLflow is down"
 
