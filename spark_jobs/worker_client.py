@@ -95,8 +95,8 @@ class WorkerClient:
         port = port if port is not None else os.environ.get(WORKER_PORT_ENV)
         if not port:
             raise ConnectionError(f"{WORKER_PORT_ENV} is not set: datum batching needs a pipeline worker")
-        self._channel = grpc.insecure_channel(f"localhost:{port}")
-        self._next_datum = self._channel.unary_unary(
+        channel = grpc.insecure_channel(f"localhost:{port}")
+        self._next_datum = channel.unary_unary(
             NEXT_DATUM_METHOD, request_serializer=encode_request, response_deserializer=decode_response
         )
 
@@ -107,6 +107,3 @@ class WorkerClient:
         ends this process, as pachd does.
         """
         return self._next_datum(error)
-
-    def close(self) -> None:
-        self._channel.close()
