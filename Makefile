@@ -27,7 +27,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 install: $(STAMP)
 
 java-check:
-	@$(PYTHON) plugins/pachflow/javacheck.py
+	@$(PYTHON) pachflow_tools/javacheck.py
 
 lint: install
 	$(BIN)/ruff check .
@@ -41,7 +41,7 @@ test: install java-check lint
 	$(BIN)/python -m pytest
 
 demo: install java-check
-	$(BIN)/python -m pachflow.demo
+	$(BIN)/python -m pachflow_tools.demo
 
 down: install
 	$(BIN)/pachflow local down

@@ -203,10 +203,10 @@ class Stack:
 
 def start_stack(base: Path) -> Stack:
     """A fresh pachd-lite + MLflow (``pachflow local up`` on a temp state dir and free ports)."""
-    from pachflow.local.airflow_env import process_environment
-    from pachflow.local.ports import find_free_port
-    from pachflow.local.settings import LocalSettings
-    from pachflow.local.stack import up
+    from pachflow_tools.local.airflow_env import process_environment
+    from pachflow_tools.local.ports import find_free_port
+    from pachflow_tools.local.settings import LocalSettings
+    from pachflow_tools.local.stack import up
 
     settings = LocalSettings.resolve(base / "state", find_free_port(), find_free_port())
     record = up(settings)
@@ -442,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sampler.stop()
         if stack is not None:
-            from pachflow.local.stack import down
+            from pachflow_tools.local.stack import down
 
             down(stack.settings)
         if not args.keep:

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pachflow.exceptions import LineageError
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from pachyderm_sdk import Client
@@ -35,10 +37,6 @@ MODEL_NAME = "fraud-detector"
 CHAMPION = "champion"
 PROVENANCE_PREFIX = "pachyderm.provenance."
 RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
-
-
-class LineageError(LookupError):
-    """Lineage could not be recorded or found; the message says which record is missing."""
 
 
 @dataclass(frozen=True)

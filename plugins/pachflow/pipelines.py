@@ -18,16 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pachflow.exceptions import PipelineSpecError
+
 if TYPE_CHECKING:
     from pachyderm_sdk import Client
 
 log = logging.getLogger(__name__)
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
-
-
-class PipelineSpecError(ValueError):
-    """A pipeline spec file is missing, not JSON, or lacks a required field."""
 
 
 @dataclass

@@ -11,6 +11,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from pachflow.exceptions import CommitNotFound
+
 if TYPE_CHECKING:
     from pachyderm_sdk import Client
 
@@ -32,10 +34,6 @@ class CommitTarget:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class CommitNotFound(LookupError):
-    """The repo has no commit in the requested commit set (or the branch does not exist)."""
 
 
 def _commit(project: str, repo: str, commit_id: str = "", branch: str | None = None):

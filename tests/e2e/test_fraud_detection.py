@@ -30,7 +30,7 @@ REPOS = ["raw_data", "split_data", "etl", "ml_train"]
 @pytest.fixture(scope="module")
 def stack(mlflow_server, airflow_db):
     """An empty pachd-lite of our own, the session MLflow server, and the Airflow connections to them."""
-    from pachflow.javacheck import MIN_JAVA, java_major_version
+    from pachflow_tools.javacheck import MIN_JAVA, java_major_version
 
     major = java_major_version()
     if major is None or major < MIN_JAVA:

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pachflow.local.ports import find_free_port
+from pachflow_tools.local.ports import find_free_port
 
 CHROMIUM_FLAGS = [
     "--headless",

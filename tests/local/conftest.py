@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pachflow.local.ports import find_free_port
+from pachflow_tools.local.ports import find_free_port
 
 
 class LocalCli:
@@ -28,7 +28,7 @@ class LocalCli:
 
     def run(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "pachflow.cli", "local", *args, "--state-dir", str(self.state_dir)],
+            [sys.executable, "-m", "pachflow_tools.cli", "local", *args, "--state-dir", str(self.state_dir)],
             capture_output=True,
             text=True,
             env=self.env,

@@ -82,7 +82,7 @@ def _airflow(env: dict[str, str], *args: str, log: Path) -> None:
 
 def _latest_run_id(env: dict[str, str], dag_id: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "pachflow.local.airflow_report", dag_id],
+        [sys.executable, "-m", "pachflow_tools.local.airflow_report", dag_id],
         env=env, capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     report = json.loads(result.stdout)
@@ -144,9 +144,9 @@ def test_link_on_task_page_of_a_real_run(chromium, tmp_path):
 def _state_of_a_demo_run() -> tuple[dict[str, str], dict] | None:
     """Airflow env and the newest recorded lineage of a `make demo` run (a whole-DAG run against the
     local stack), read from its Airflow database; None when no such run exists."""
-    from pachflow.local.airflow_env import process_environment
-    from pachflow.local.settings import LocalSettings
-    from pachflow.local.stack import StackRecord
+    from pachflow_tools.local.airflow_env import process_environment
+    from pachflow_tools.local.settings import LocalSettings
+    from pachflow_tools.local.stack import StackRecord
 
     settings = LocalSettings.resolve(state_dir=os.environ.get(DEMO_STATE_ENV))
     record = StackRecord.load(settings)
@@ -154,7 +154,7 @@ def _state_of_a_demo_run() -> tuple[dict[str, str], dict] | None:
         return None
     env = process_environment(record.settings)
     result = subprocess.run(
-        [sys.executable, "-m", "pachflow.local.airflow_report", "fraud_detection"],
+        [sys.executable, "-m", "pachflow_tools.local.airflow_report", "fraud_detection"],
         env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     if result.returncode != 0:

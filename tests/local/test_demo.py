@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from pachflow import demo
-from pachflow.local.settings import LocalSettings
+from pachflow_tools.local.settings import LocalSettings
 
 
 @pytest.fixture
@@ -51,7 +51,10 @@ def test_generated_sample_is_reused_and_day_sources_grow(options):
 
 def test_bad_sizes_are_refused():
     result = subprocess.run(
-        [sys.executable, "-m", "pachflow.demo", "--days", "1"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "pachflow_tools.demo", "--days", "1"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 2
     assert "--days >= 2" in result.stdout

@@ -12,9 +12,9 @@ import urllib.request
 import psutil
 import pytest
 
-from pachflow.local.airflow_env import read_env_file, write_airflow_files
-from pachflow.local.processes import start_detached, stop
-from pachflow.local.settings import LocalSettings
+from pachflow_tools.local.airflow_env import read_env_file, write_airflow_files
+from pachflow_tools.local.processes import start_detached, stop
+from pachflow_tools.local.settings import LocalSettings
 
 
 def _group_alive(pgid: int) -> list[int]:
@@ -92,9 +92,9 @@ def test_status_of_a_stack_never_started(local_cli):
 
 def test_a_service_that_dies_fails_up_and_the_other_is_stopped(tmp_path, monkeypatch):
     """pachd is replaced by a command that exits at once; real MLflow starts and must be stopped again."""
-    import pachflow.local.services as services
-    from pachflow.local.ports import find_free_port
-    from pachflow.local.stack import StackError, StackRecord, up
+    import pachflow_tools.local.services as services
+    from pachflow_tools.local.ports import find_free_port
+    from pachflow_tools.local.stack import StackError, StackRecord, up
 
     real = services._console_script
     crash = [sys.executable, "-c", "import sys; print('pachd crashed: disk full'); sys.exit(3)"]
@@ -180,7 +180,7 @@ def test_airflow_reads_the_written_connections(tmp_path, monkeypatch):
 
 def test_up_without_port_flags_keeps_the_ports_of_the_running_stack(tmp_path, monkeypatch):
     """`make demo` after `pachflow local up --mlflow-port N` reuses N instead of failing."""
-    from pachflow.local.stack import StackRecord, settings_for_up
+    from pachflow_tools.local.stack import StackRecord, settings_for_up
 
     for name in ("PACHFLOW_PACHD_PORT", "PACHFLOW_MLFLOW_PORT", "PACHFLOW_LOCAL_HOST"):
         monkeypatch.delenv(name, raising=False)

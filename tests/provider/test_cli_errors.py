@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pachflow import lineage_cli, rollback
+from pachflow_tools import lineage_cli, rollback_cli
 
 
 def test_lineage_rejects_a_malformed_commit(capsys):
@@ -15,7 +15,7 @@ def test_unknown_run_id_names_the_mlflow_server(mlflow_server, capsys):
     assert lineage_cli.main(["--run-id", "0" * 32, "--no-pachyderm", "--tracking-uri", uri]) == 1
     err = capsys.readouterr().err
     assert err.startswith("pachflow lineage: MLflow (" + uri) and "Traceback" not in err
-    assert rollback.main(["--to-run-id", "0" * 32, "--tracking-uri", uri]) == 1
+    assert rollback_cli.main(["--to-run-id", "0" * 32, "--tracking-uri", uri]) == 1
     assert capsys.readouterr().err.startswith("pachflow rollback: MLflow (" + uri)
 
 

@@ -14,12 +14,12 @@ import pendulum
 from airflow.sdk import DAG
 from pachyderm_sdk.api import pfs
 
-from pachflow import lineage_cli, rollback
 from pachflow.lineage import lineage_for_run
 from pachflow.operators.files import PachydermPutFilesOperator
 from pachflow.operators.lineage import PachydermRecordLineageOperator
 from pachflow.operators.pipelines import PachydermApplyPipelinesOperator
 from pachflow.sensors.pachyderm import PachydermCommitSensor
+from pachflow_tools import lineage_cli, rollback_cli
 from tests.fixtures.pachd import unique_name
 from tests.provider.specs import write_chain
 
@@ -154,7 +154,7 @@ def test_record_lookup_both_ways_idempotent_retry_and_rollback(
     assert mlflow_client.get_model_version_by_alias(model_name, "champion").version == "2"
     code, out = _cli(
         capsys,
-        rollback,
+        rollback_cli,
         "--to-run-id",
         run_id,
         "--data",

@@ -30,7 +30,7 @@ BOUND_S = 300  # MLflow's default HTTP retries alone would take minutes; the run
 
 @pytest.fixture
 def stack(pachd_factory, airflow_db):
-    from pachflow.javacheck import MIN_JAVA, java_major_version
+    from pachflow_tools.javacheck import MIN_JAVA, java_major_version
 
     major = java_major_version()
     if major is None or major < MIN_JAVA:
@@ -171,7 +171,7 @@ def test_dag_completes_after_pachd_is_killed(phase, stack, mlflow_server, tmp_pa
     from mlflow import MlflowClient
     from pachyderm_sdk.api import pfs
 
-    from pachflow import lineage_cli
+    from pachflow_tools import lineage_cli
     from spark_jobs.generate import GenerateConfig, generate
 
     source = tmp_path / "source"

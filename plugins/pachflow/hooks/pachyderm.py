@@ -25,16 +25,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseHook
 
+from pachflow.exceptions import PachydermConnectionError
+
 if TYPE_CHECKING:
     from pachyderm_sdk import Client
 
 DEFAULT_PORT = 30650
 DEFAULT_PROJECT = "default"
 T = TypeVar("T")
-
-
-class PachydermConnectionError(ConnectionError):
-    """pachd could not be reached at the configured address."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from pachflow.local.settings import LocalSettings
+from pachflow_tools.local.settings import LocalSettings
 
 PACHYDERM_CONN_ID = "pachyderm_default"
 MLFLOW_CONN_ID = "mlflow_default"

@@ -11,9 +11,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from pachflow.local.airflow_env import airflow_environment
-from pachflow.local.settings import ENV_HOST, ENV_MLFLOW_PORT, ENV_PACHD_PORT, ENV_STATE_DIR, LocalSettings
-from pachflow.local.stack import StackError, StackRecord, down, settings_for_up, status, up
+from pachflow_tools.local.airflow_env import airflow_environment
+from pachflow_tools.local.settings import (
+    ENV_HOST,
+    ENV_MLFLOW_PORT,
+    ENV_PACHD_PORT,
+    ENV_STATE_DIR,
+    LocalSettings,
+)
+from pachflow_tools.local.stack import StackError, StackRecord, down, settings_for_up, status, up
 
 EXIT_NOT_RUNNING = 3
 
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"export {key}={shlex.quote(value)}")
             return 0
         if args.command == "airflow-ui":
-            from pachflow.local.airflow_ui import run_airflow_ui
+            from pachflow_tools.local.airflow_ui import run_airflow_ui
 
             return run_airflow_ui(settings, port=args.port, console=err)
     except StackError as error:

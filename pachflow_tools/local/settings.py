@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import pachflow
+import pachflow_tools
 
 DEFAULT_PACHD_PORT = 30650
 DEFAULT_MLFLOW_PORT = 5000
@@ -20,7 +20,7 @@ ENV_HOST = "PACHFLOW_LOCAL_HOST"
 
 def project_root() -> Path:
     """The repository this pachflow was installed from (editable install), else the working directory."""
-    candidate = Path(pachflow.__file__).resolve().parents[2]
+    candidate = Path(pachflow_tools.__file__).resolve().parents[1]
     if (candidate / "pyproject.toml").is_file() and (candidate / "dags").is_dir():
         return candidate
     return Path.cwd()

@@ -10,13 +10,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pachflow.local.airflow_env import write_airflow_files
-from pachflow.local.ports import PortInUseError, require_free
-from pachflow.local.processes import ServiceRecord, is_alive, start_detached, stop, tail
-from pachflow.local.progress import WaitDisplay
-from pachflow.local.readiness import ServiceNotReady, wait_until_ready
-from pachflow.local.services import ServiceSpec, all_specs
-from pachflow.local.settings import ENV_HOST, ENV_MLFLOW_PORT, ENV_PACHD_PORT, LocalSettings
+from pachflow_tools.local.airflow_env import write_airflow_files
+from pachflow_tools.local.ports import PortInUseError, require_free
+from pachflow_tools.local.processes import ServiceRecord, is_alive, start_detached, stop, tail
+from pachflow_tools.local.progress import WaitDisplay
+from pachflow_tools.local.readiness import ServiceNotReady, wait_until_ready
+from pachflow_tools.local.services import ServiceSpec, all_specs
+from pachflow_tools.local.settings import ENV_HOST, ENV_MLFLOW_PORT, ENV_PACHD_PORT, LocalSettings
 
 
 class StackError(RuntimeError):

@@ -1,6 +1,6 @@
 """Report a DAG's latest run in the local Airflow database as JSON (state, tasks, lineage XCom).
 
-Run as ``python -m pachflow.local.airflow_report DAG_ID`` with the local stack's Airflow
+Run as ``python -m pachflow_tools.local.airflow_report DAG_ID`` with the local stack's Airflow
 environment (the demo does), so that it reads the same database that `airflow dags test` wrote.
 """
 
@@ -61,7 +61,7 @@ def latest_run_report(dag_id: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pachflow.local.airflow_report")
+    parser = argparse.ArgumentParser(prog="python -m pachflow_tools.local.airflow_report")
     parser.add_argument("dag_id")
     args = parser.parse_args(argv)
     print(json.dumps(latest_run_report(args.dag_id), default=str))

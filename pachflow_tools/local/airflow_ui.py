@@ -9,10 +9,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pachflow.local.airflow_env import process_environment
-from pachflow.local.ports import PortInUseError, require_free
-from pachflow.local.settings import LocalSettings
-from pachflow.local.stack import StackError, status
+from pachflow_tools.local.airflow_env import process_environment
+from pachflow_tools.local.ports import PortInUseError, require_free
+from pachflow_tools.local.settings import LocalSettings
+from pachflow_tools.local.stack import StackError, status
 
 ADMIN_USER = "admin"
 

@@ -24,11 +24,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.rule import Rule
 
-from pachflow.local.airflow_env import process_environment
-from pachflow.local.logged_run import DAG_TEST_LINE, GENERATOR_LINE, MIGRATE_LINE, run_logged
-from pachflow.local.processes import tail
-from pachflow.local.settings import LocalSettings
-from pachflow.local.stack import StackError, settings_for_up, up
+from pachflow_tools.local.airflow_env import process_environment
+from pachflow_tools.local.logged_run import DAG_TEST_LINE, GENERATOR_LINE, MIGRATE_LINE, run_logged
+from pachflow_tools.local.processes import tail
+from pachflow_tools.local.settings import LocalSettings
+from pachflow_tools.local.stack import StackError, settings_for_up, up
 
 DAG_ID = "fraud_detection"
 ENV_ROWS = "PACHFLOW_DEMO_ROWS"
@@ -86,7 +86,7 @@ def preflight(options: DemoOptions) -> list[str]:
         missing.append(f"{dag_file} (the {DAG_ID} DAG) does not exist")
     for module, what in (
         ("spark_jobs.generate", "the sample generator (`pachflow generate`)"),
-        ("pachflow.lineage_cli", "the lineage command (`pachflow lineage`)"),
+        ("pachflow_tools.lineage_cli", "the lineage command (`pachflow lineage`)"),
         ("pachd_lite", "pachd-lite"),
     ):
         if importlib.util.find_spec(module) is None:
@@ -168,7 +168,7 @@ def _airflow() -> str:
 
 def _airflow_report(env: dict[str, str]) -> dict:
     result = subprocess.run(
-        [sys.executable, "-m", "pachflow.local.airflow_report", DAG_ID],
+        [sys.executable, "-m", "pachflow_tools.local.airflow_report", DAG_ID],
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
     if result.returncode != 0:
@@ -216,7 +216,7 @@ def run_lineage(options: DemoOptions, args: list[str], name: str) -> None:
     console.print(f"$ pachflow lineage {' '.join(args)}")
     code = run_logged(
         console,
-        [sys.executable, "-m", "pachflow.cli", "lineage", *args],
+        [sys.executable, "-m", "pachflow_tools.cli", "lineage", *args],
         log=options.log(name),
         env=process_environment(options.settings),
         show=None,
@@ -293,7 +293,9 @@ def run(options: DemoOptions) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pachflow.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m pachflow_tools.demo", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--rows", type=int, default=int(os.environ.get(ENV_ROWS, DEFAULT_ROWS)),
                         help=f"sample rows in total (env {ENV_ROWS}; default {DEFAULT_ROWS:,})")  # fmt: skip
     parser.add_argument("--days", type=int, default=int(os.environ.get(ENV_DAYS, DEFAULT_DAYS)),

@@ -9,10 +9,13 @@ import importlib
 import sys
 
 SUBCOMMANDS = {
-    "lineage": ("pachflow.lineage_cli", "follow MLflow run <-> Pachyderm commit lineage, both ways"),
-    "rollback": ("pachflow.rollback", "point the champion model (and optionally raw data) back to a run"),
+    "lineage": ("pachflow_tools.lineage_cli", "follow MLflow run <-> Pachyderm commit lineage, both ways"),
+    "rollback": (
+        "pachflow_tools.rollback_cli",
+        "point the champion model (and optionally raw data) back to a run",
+    ),
     "generate": ("spark_jobs.generate", "generate PaySim-shaped transaction CSVs"),
-    "local": ("pachflow.local", "start, stop and inspect pachd-lite + MLflow on this machine"),
+    "local": ("pachflow_tools.local", "start, stop and inspect pachd-lite + MLflow on this machine"),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `pachflow local ...` (called by the `pachflow` dispatcher)."""
-    from pachflow.local.cli import main as cli_main
+    from pachflow_tools.local.cli import main as cli_main
 
     return cli_main(argv)
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pachflow.local.readiness import probe_mlflow, probe_pachd
-from pachflow.local.settings import ENV_MLFLOW_PORT, ENV_PACHD_PORT, LocalSettings
+from pachflow_tools.local.readiness import probe_mlflow, probe_pachd
+from pachflow_tools.local.settings import ENV_MLFLOW_PORT, ENV_PACHD_PORT, LocalSettings
 
 
 @dataclass(frozen=True)

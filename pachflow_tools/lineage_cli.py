@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from pachflow import cli_clients
+from pachflow_tools import cli_clients
 
 
 def build_parser() -> argparse.ArgumentParser:

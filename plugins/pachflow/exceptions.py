@@ -1,0 +1,33 @@
+"""Every error the pachflow provider raises on purpose, under one base class.
+
+Catch :class:`PachflowError` to handle any of them; each also derives from the built-in error
+it stands for (``ValueError`` for bad settings, ``LookupError`` for missing records, ...), so
+callers written against those keep working. Messages name the setting, file, repo or commit.
+No Airflow import here: the worker side (``pachflow.worker``) raises these too.
+"""
+
+from __future__ import annotations
+
+
+class PachflowError(Exception):
+    """Base of every pachflow error."""
+
+
+class ConfigurationError(PachflowError, ValueError):
+    """A required setting is missing or contradicts another; the message names it."""
+
+
+class PachydermConnectionError(PachflowError, ConnectionError):
+    """pachd could not be reached at the configured address."""
+
+
+class PipelineSpecError(PachflowError, ValueError):
+    """A pipeline spec file is missing, not JSON, or lacks a required field."""
+
+
+class CommitNotFound(PachflowError, LookupError):
+    """The repo has no commit in the requested commit set (or the branch does not exist)."""
+
+
+class LineageError(PachflowError, LookupError):
+    """Lineage could not be recorded or found; the message says which record is missing."""
