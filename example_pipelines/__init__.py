@@ -1,0 +1,1 @@
+"""Example pipelines built on the pachflow provider (not part of the provider)."""
