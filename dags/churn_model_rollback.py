@@ -1,0 +1,53 @@
+"""churn_model_rollback: make an earlier churn model the production one again, and its data with it.
+
+Manual only. Give ``to_run_id`` (an MLflow run) or ``to_commit`` (``research/events@id``, any
+commit of the lineage). The rollback is planned first (model version, alias, the commit of
+every source repo — here ``events`` and ``labels``), then both repos' branches move back in one
+Pachyderm transaction and the ``production`` alias moves to that run's version; if any step
+fails, nothing that was not yet done is changed and the error says what was. With ``data``
+off, only the alias moves. Same as ``pachflow rollback``.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG, Param
+
+from pachflow.operators.rollback import PachydermRollbackOperator
+
+with DAG(
+    dag_id="churn_model_rollback",
+    description="Move churn-scorer@production (and research/events + labels) back to an earlier run",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["pachyderm", "mlflow", "rollback", "example"],
+    params={
+        "to_run_id": Param(
+            None, type=["null", "string"], description="MLflow run id whose model becomes production."
+        ),
+        "to_commit": Param(
+            None,
+            type=["null", "string"],
+            description="Or a Pachyderm commit, [project/]repo@id, whose training run becomes production.",
+        ),
+        "data": Param(
+            True, type="boolean", description="Also move the source repos back to that run's data."
+        ),
+        "model_name": Param(
+            "churn-scorer", type="string", minLength=1, description="Registered MLflow model."
+        ),
+        "alias": Param("production", type="string", minLength=1, description="Alias to move."),
+    },
+    doc_md=__doc__,
+) as dag:
+    PachydermRollbackOperator(
+        task_id="rollback",
+        model_name="{{ params.model_name }}",
+        alias="{{ params.alias }}",
+        to_run_id="{{ params.to_run_id or '' }}",
+        to_commit="{{ params.to_commit or '' }}",
+        data="{{ params.data }}",
+        project="research",
+    )
