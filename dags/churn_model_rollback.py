@@ -5,7 +5,8 @@ commit of the lineage). The rollback is planned first (model version, alias, the
 every source repo — here ``events`` and ``labels``), then both repos' branches move back in one
 Pachyderm transaction and the ``production`` alias moves to that run's version; if any step
 fails, nothing that was not yet done is changed and the error says what was. With ``data``
-off, only the alias moves. Same as ``pachflow rollback``.
+off, only the alias moves; ``dry_run`` only logs the plan. The result is XCom ``lineage``.
+Same as ``pachflow rollback --model-name churn-scorer --alias production --to-run-id ID --data``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ with DAG(
         "data": Param(
             True, type="boolean", description="Also move the source repos back to that run's data."
         ),
+        "dry_run": Param(False, type="boolean", description="Only log the plan; change nothing."),
         "model_name": Param(
             "churn-scorer", type="string", minLength=1, description="Registered MLflow model."
         ),
@@ -49,5 +51,6 @@ with DAG(
         to_run_id="{{ params.to_run_id or '' }}",
         to_commit="{{ params.to_commit or '' }}",
         data="{{ params.data }}",
+        dry_run="{{ params.dry_run }}",
         project="research",
     )

@@ -145,6 +145,25 @@ def log_model(model: Any, features: pd.DataFrame) -> str:
     return info.model_uri
 
 
+def log_training_input(features: pd.DataFrame, input_name: str) -> None:
+    """Log the features as the run's training dataset, ``pachyderm://…/<input>@<commit>``.
+
+    Only inside a pipeline: outside one there is no commit to name, and nothing is logged.
+    """
+    import mlflow
+
+    from pachflow.mlflow_source import PachydermDatasetSource
+    from pachflow.worker import pachyderm_context
+
+    ctx = pachyderm_context([input_name])
+    commit = ctx.input_commits.get(input_name, "")
+    if not (commit and ctx.address):
+        return
+    source = PachydermDatasetSource(ctx.address, ctx.project, input_name, commit)
+    dataset = mlflow.data.from_pandas(features, source=source, targets=LABEL, name=input_name, digest=commit)
+    mlflow.log_input(dataset, context="training")
+
+
 def _env(name: str, default: Any) -> Any:
     value = os.environ.get(name, "").strip()
     return type(default)(value) if value else default
@@ -189,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with pachyderm_run(args.experiment, output_dir=str(args.output)) as run:
             mlflow.log_params({**asdict(config), "model": "StandardScaler+LogisticRegression"})
+            log_training_input(features, args.input.name)
             model, scores = train(features, config)
             mlflow.log_metrics(scores)
             model_uri = log_model(model, features)

@@ -133,6 +133,10 @@ def test_churn_model_end_to_end(stack, capsys):
     assert tags["pachyderm.project"] == PROJECT and tags["pachyderm.commit"] == c1
     assert all(tags[f"pachyderm.provenance.{r}"] == c1 for r in (*INPUTS, "features"))
     assert len(mlflow_client.search_runs([run.info.experiment_id])) == 1
+    (dataset,) = [d.dataset for d in run.inputs.dataset_inputs]
+    assert (dataset.name, dataset.digest) == ("features", c1)
+    assert dataset.source_type == "pachyderm"
+    assert json.loads(dataset.source)["uri"].endswith(f"/{PROJECT}/features@{c1}"), dataset.source
     assert (
         rec1["model_version"] == "1" and mlflow_client.get_model_version_by_alias(MODEL, ALIAS).version == "1"
     )
@@ -172,9 +176,9 @@ def test_churn_model_end_to_end(stack, capsys):
     assert set(_states(dr).values()) == {"success"}, _states(dr)
     assert mlflow_client.get_model_version_by_alias(MODEL, ALIAS).version == "1"
     assert {r: _head(client, r) for r in INPUTS} == {"events": c1, "labels": c1}
+    result = _xcom(dr, "rollback", "lineage")
+    assert (result["from_version"], result["to_version"]) == ("2", "1")
     # one transaction: the pipelines catch up on the restored inputs with ONE job each
-    restored = client.pfs.wait_commit(
-        pfs.Commit(repo=_repo("churn_model"), branch=pfs.Branch(repo=_repo("churn_model"), name="master"))
-    )
-    assert not restored.error and restored.commit.id not in (c1, c2)
-    assert all(len(jobs) == 4 for jobs in _job_ids(client).values()), _job_ids(client)
+    restored = client.pfs.wait_commit(pfs.Commit(repo=_repo("churn_model"), id=result["commit_set"]))
+    assert not restored.error
+    assert all(len(jobs) == 4 and result["commit_set"] in jobs for jobs in _job_ids(client).values())
