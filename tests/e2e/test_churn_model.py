@@ -161,6 +161,16 @@ def test_churn_model_end_to_end(stack, capsys):
     forward = lineage_for_run(mlflow_client, run2, client=client)
     assert {r: forward["commits"][r] for r in INPUTS} == {"events": c2, "labels": c2}
     assert set(forward["sources"]) == set(INPUTS)
+    edges = {(e["from"], e["to"]) for e in forward["graph"]["edges"]}
+
+    def node(repo: str) -> str:
+        return f"{PROJECT}/{repo}@{c2}"
+
+    # the join: both inputs feed features directly (siblings, not a chain), features feeds the trainer
+    assert {(node("events"), node("features")), (node("labels"), node("features"))} <= edges
+    assert (node("features"), node("churn_model")) in edges
+    assert (node("events"), node("labels")) not in edges and (node("labels"), node("events")) not in edges
+    assert (node("churn_model"), f"mlflow_run:{run2}") in edges
     for repo in INPUTS:
         back = lineage_for_commit(client, mlflow_client, project=PROJECT, repo=repo, commit_id=c1)
         assert [(r["mlflow_run_id"], r["model_version"]) for r in back] == [(run1, "1")], back
@@ -170,6 +180,10 @@ def test_churn_model_end_to_end(stack, capsys):
     assert [r["mlflow_run_id"] for r in json.loads(capsys.readouterr().out)] == [run2]
     assert lineage_cli.main(["--run-id", run1, "--json", *conn]) == 0
     assert json.loads(capsys.readouterr().out)["commits"]["events"] == c1
+    assert lineage_cli.main(["--run-id", run1, *conn]) == 0
+    tree = capsys.readouterr().out
+    assert f"model {MODEL} version 1" in tree and f"churn_model@{c1}" in tree
+    assert f"├── events@{c1}" in tree and f"└── labels@{c1}" in tree, tree  # two branches of the join
 
     # 4. data + model rollback to the first run: both inputs move back together, and the alias
     dr = _run("churn_model_rollback", {"to_run_id": run1, "data": True})
