@@ -266,27 +266,26 @@ def walk_provenance(client: Client, project: str, repo: str, commit_id: str) -> 
     return ProvenanceGraph(root=_key(start.commit), nodes=nodes)
 
 
-def walk_subvenance(client: Client, project: str, repo: str, commit_id: str) -> list[tuple[str, str, str]]:
-    """(project, repo, commit) of every user commit downstream of ``project/repo@commit_id``, the start first.
+def walk_subvenance(client: Client, project: str, repo: str, commit_id: str) -> list[Any]:
+    """CommitInfo of ``project/repo@commit_id`` and of every user commit downstream of it, the start first.
 
     WalkCommitSubvenance when pachd has it, else breadth first over ``direct_subvenance``.
     """
     import grpc
 
-    found = {node_id(project, repo, commit_id): (project, repo, commit_id)}
+    start = client.pfs.inspect_commit(commit=pfs_commit(project, repo, commit_id))
+    found = {_key(start.commit): start}
     try:
-        infos = list(client.pfs.walk_commit_subvenance(start=[commit_picker(project, repo, commit_id)]))
-        commits = [i.commit for i in infos]
+        for info in client.pfs.walk_commit_subvenance(start=[commit_picker(project, repo, commit_id)]):
+            if _is_user(info.commit):
+                found.setdefault(_key(info.commit), info)
     except grpc.RpcError as err:
         if err.code() != grpc.StatusCode.UNIMPLEMENTED:
             raise
-        commits, queue = [], [pfs_commit(project, repo, commit_id)]
+        queue = [start]
         while queue:
-            for child in client.pfs.inspect_commit(commit=queue.pop(0)).direct_subvenance:
-                if _key(child) not in {_key(c) for c in commits}:
-                    commits.append(child)
-                    queue.append(child)
-    for c in commits:
-        if _is_user(c):
-            found.setdefault(_key(c), (c.repo.project.name or "default", c.repo.name, c.id))
+            for child in queue.pop(0).direct_subvenance:
+                if _is_user(child) and _key(child) not in found:
+                    found[_key(child)] = client.pfs.inspect_commit(commit=child)
+                    queue.append(found[_key(child)])
     return list(found.values())
