@@ -34,11 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_commit(text: str) -> tuple[str | None, str, str]:
     """``[project/]repo@id`` -> (project, repo, id)."""
     if "@" not in text:
-        raise ValueError(f"--commit {text!r}: expected [PROJECT/]REPO@COMMIT_ID")
+        raise ValueError(f"--commit {text!r}: expected REPO@COMMIT_ID or PROJECT/REPO@COMMIT_ID")
     left, commit_id = text.rsplit("@", 1)
     project, _, repo = left.rpartition("/")
     if not repo or not commit_id:
-        raise ValueError(f"--commit {text!r}: expected [PROJECT/]REPO@COMMIT_ID")
+        raise ValueError(f"--commit {text!r}: expected REPO@COMMIT_ID or PROJECT/REPO@COMMIT_ID")
     return project or None, repo, commit_id
 
 

@@ -317,13 +317,10 @@ def _lineage_of_run(
     run_id = run.info.run_id
     tags = run.data.tags
     commit_set, pipeline = tags.get(TAG_COMMIT), tags.get(TAG_PIPELINE)
-    if not commit_set or not pipeline:
-        raise LineageError(
-            f"MLflow run {run_id} has no {TAG_COMMIT} or {TAG_PIPELINE} tag: its lineage was never recorded"
-        )
     project = tags.get(TAG_PROJECT) or project_hint
-    if not project:
-        raise LineageError(f"MLflow run {run_id} has no {TAG_PROJECT} tag: its lineage was never recorded")
+    for tag, value in ((TAG_COMMIT, commit_set), (TAG_PIPELINE, pipeline), (TAG_PROJECT, project)):
+        if not value:
+            raise LineageError(f"MLflow run {run_id} has no {tag} tag: its lineage was never recorded")
     tag_commits = provenance_from_tags(tags)
     meta = commit_metadata(client, project, pipeline, commit_set) if client is not None else None
     rec = _record_from(
