@@ -28,9 +28,11 @@ class PachydermPutFilesOperator(BaseOperator):
 
     Returns the commit-set id (XCom ``return_value``; with one repo it is that repo's commit id),
     logs progress in bytes, and emits one Asset event per pushed repo for
-    ``pachyderm://<project>/<repo>@<branch>`` with the commit id in its extra. When the project is
-    not given to the task (it comes from the connection at run time), the assets are attached to
-    the AssetAlias ``pachyderm/<dag_id>/<task_id>`` at run time.
+    ``pachyderm://<project>/<repo>@<branch>`` with the commit id in its extra. With one repo and the
+    project given to the task, that Asset is the task's outlet. Otherwise the outlet is the
+    AssetAlias ``pachyderm/<dag_id>/<task_id>`` and the Assets are attached to it at run time: the
+    project may come from the connection (known only then), and a repo left out of the commit set
+    must get no event (Airflow emits one for every static outlet of a successful task).
 
     :param source: local path, directory or glob, or a list of them (templated). With ``repo``.
     :param repo: target repo, created when missing (templated). With ``source``.
@@ -96,7 +98,7 @@ class PachydermPutFilesOperator(BaseOperator):
         self._ol: dict[str, Any] = {}
 
     def _static_outlets(self) -> list[Any]:
-        """One Asset per repo when repos, branch and project are known now; else an AssetAlias."""
+        """The Asset of the one repo when repo, branch and project are known now; else an AssetAlias."""
         from airflow.sdk import AssetAlias
 
         from pachflow.assets import pachyderm_asset
@@ -104,8 +106,8 @@ class PachydermPutFilesOperator(BaseOperator):
         repos = list(self.files) if self.files is not None else [self.repo]
         if any(not r or "{{" in r for r in repos) or "{{" in self.branch:
             return []
-        if self.project and "{{" not in self.project:
-            return [pachyderm_asset(r, self.branch, self.project) for r in repos]
+        if len(repos) == 1 and self.project and "{{" not in self.project:
+            return [pachyderm_asset(repos[0], self.branch, self.project)]
         dag_id = self.dag_id if self.has_dag() else "-"
         self._alias = f"pachyderm/{dag_id}/{self.task_id}"
         return [AssetAlias(name=self._alias, group="pachyderm")]
@@ -211,8 +213,8 @@ def _check_targets(
     """Parse-time check: ``files`` alone, or ``repo`` with ``source``; the error names the parameters."""
     if files is not None:
         if repo is not None or source is not None:
-            given = " and ".join(n for n, v in (("repo", repo), ("source", source)) if v is not None)
-            raise ConfigurationError(f"{task}: give either files= or repo=/source=, not files= and {given}=")
+            given = " and ".join(f"{n}=" for n, v in (("repo", repo), ("source", source)) if v is not None)
+            raise ConfigurationError(f"{task}: give either files= or repo=/source=, not files= and {given}")
         if not isinstance(files, Mapping) or not files:
             raise ConfigurationError(f"{task}: files= must be a non-empty mapping {{repo: source}}")
         for key, value in files.items():
