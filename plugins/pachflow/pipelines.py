@@ -103,8 +103,8 @@ def choose_project(
     own = spec_project(spec)
     if own and explicit and own != explicit:
         raise ConfigurationError(
-            f"{path}: pipeline.project is {own!r} but {explicit_from or 'the task'} sets project "
-            f"{explicit!r}; remove one of them or make them agree"
+            f"{path}: pipeline.project is {own!r} but the task's project is {explicit!r} (set by "
+            f"{explicit_from or 'the task'}); remove one of them or make them agree"
         )
     return own or explicit or DEFAULT_PROJECT
 

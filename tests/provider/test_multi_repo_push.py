@@ -7,6 +7,7 @@ import json
 
 import pendulum
 import pytest
+from airflow.listeners import hookimpl
 from airflow.sdk import DAG
 from pachyderm_sdk.api import pfs, pps
 
@@ -255,3 +256,55 @@ def test_project_from_the_connection_reaches_assets_and_links(run_dag, pachd_ser
     assert _asset_commits(f"pachyderm://default/{repo}@master") == []
     link = ti.xcom_pull(task_ids="push", key="_link_PachydermCommitLink")
     assert link == f"https://c/project/{project}/repos/{repo}/commit/{commit_id}/"
+
+
+class _ExecutedTasks:
+    """An Airflow listener keeping the operator objects that ran (as OpenLineage's listener sees them)."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, object] = {}
+
+    @hookimpl
+    def on_task_instance_success(self, previous_state, task_instance):
+        self.tasks[task_instance.task_id] = task_instance.task
+
+
+@pytest.fixture
+def executed_tasks():
+    from airflow.sdk.listener import get_listener_manager
+
+    listener = _ExecutedTasks()
+    manager = get_listener_manager()
+    manager.add_listener(listener)
+    yield listener.tasks
+    manager.pm.unregister(listener)
+
+
+def test_openlineage_datasets_name_the_real_project(run_dag, pachd_server, graph, executed_tasks):
+    from pachflow.sensors.pachyderm import PachydermCommitSensor
+
+    names, folder = graph
+    project = names["research"]
+    files = {names["events"]: str(folder / "events"), names["labels"]: str(folder / "labels")}
+    with DAG(unique_name("push"), schedule=None, start_date=START) as dag:
+        push = PachydermPutFilesOperator(task_id="push", files=files, project=project)
+        wait = PachydermCommitSensor(
+            task_id="wait",
+            repo=names["features"],
+            project=project,
+            commit_set="{{ ti.xcom_pull(task_ids='push') }}",
+            deferrable=False,
+            poke_interval=0.2,
+            timeout=120,
+        )
+        push >> wait
+    dr = run_dag(dag)
+    commit_set = dr.get_task_instance("push").xcom_pull(task_ids="push")
+    assert dr.get_task_instance("wait").xcom_pull(task_ids="wait")["project"] == project
+    assert executed_tasks["push"].openlineage_datasets()["outputs"] == [
+        f"{project}/{names['events']}@{commit_set}",
+        f"{project}/{names['labels']}@{commit_set}",
+    ]
+    assert executed_tasks["wait"].openlineage_datasets()["inputs"] == [
+        f"{project}/{names['features']}@{commit_set}"
+    ]

@@ -45,7 +45,7 @@ class PachdEndpoint:
     auth_token: str | None = None
     project: str = DEFAULT_PROJECT
     source: str = ""
-    # where ``project`` was set ("operator project=...", "connection 'x' extra project"); "" = pachd's default
+    # what set ``project`` (the task's argument, the connection's extra); "" = pachd's default
     project_from: str = ""
 
     @property
@@ -173,9 +173,9 @@ class PachydermHook(BaseHook):
 
     def _project_from(self, extra: dict[str, Any]) -> str:
         if self._project_override:
-            return f"project={self._project_override!r} of the task"
+            return "the task's project argument"
         if extra.get("project"):
-            return f"the 'project' extra ({extra['project']!r}) of connection {self.pachyderm_conn_id!r}"
+            return f"the 'project' extra of connection {self.pachyderm_conn_id!r}"
         return ""
 
     def _find_connection(self):

@@ -122,6 +122,7 @@ class PachydermPutFilesOperator(BaseOperator):
 
         from pachflow.hooks.pachyderm import PachydermHook
         from pachflow.links import persist_commit_link
+        from pachflow.openlineage import namespace
         from pachflow.projects import ensure_project
         from pachflow.upload import RepoUpload, plan_upload, push_commit_set
 
@@ -155,7 +156,7 @@ class PachydermPutFilesOperator(BaseOperator):
             description = f"pachflow: {len(items)} files from {targets[repo]} ({run})"
             uploads.append(RepoUpload(pfs.Branch(repo=ref, name=self.branch), items, description))
         result = push_commit_set(client, uploads, force=_truthy(self.force), checksum=_truthy(self.checksum))
-        self._ol = {"ns": f"pachyderm://{hook.endpoint.host}:{hook.endpoint.port}", "project": project}
+        self._ol = {"ns": namespace(hook.endpoint.host, hook.endpoint.port), "project": project}
         where = ", ".join(f"{project}/{repo}@{self.branch}" for repo in targets)
         if result.commit_id is None:
             raise AirflowSkipException(
@@ -194,14 +195,22 @@ class PachydermPutFilesOperator(BaseOperator):
                 elif isinstance(outlet, AssetAlias) and outlet.name == self._alias:
                     context["outlet_events"][outlet].add(asset, extra=extra)
 
+    def openlineage_datasets(self) -> dict[str, list[str]]:
+        """Dataset names of the last run: ``outputs`` = ``project/repo@commit`` of every pushed repo."""
+        from pachflow.openlineage import dataset_name
+
+        commits = self._ol.get("commits") or {}
+        return {
+            "inputs": [],
+            "outputs": [dataset_name(self._ol["project"], r, c) for r, c in commits.items()],
+        }
+
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         from pachflow.openlineage import operator_lineage
 
         if not self._ol.get("commits"):
             return None
-        project = self._ol["project"]
-        outputs = [f"{project}/{repo}@{commit}" for repo, commit in self._ol["commits"].items()]
-        return operator_lineage(self._ol["ns"], outputs=outputs)
+        return operator_lineage(self._ol["ns"], **self.openlineage_datasets())
 
 
 def _check_targets(

@@ -79,6 +79,7 @@ class PachydermCommitSensor(BaseSensorOperator):
         self.progress_interval = progress_interval
         self.log_tail_lines = log_tail_lines
         self.deferrable = deferrable
+        self._ol: dict[str, Any] = {}
 
     # -- helpers ------------------------------------------------------------------------------
     def _hook(self):
@@ -96,9 +97,10 @@ class PachydermCommitSensor(BaseSensorOperator):
             hook.call(require_repo, hook.client, hook.project, self.repo)
         except PachydermNotFound as err:
             origin = hook.endpoint.project_from or (
-                f"pachd's default: neither the task nor connection {self.pachyderm_conn_id!r} sets a project"
+                f"none: neither the task nor connection {self.pachyderm_conn_id!r} sets a project, so pachd's "
+                "default applies"
             )
-            raise PachydermNotFound(f"{err} (project from {origin})") from err
+            raise PachydermNotFound(f"{err} (project set by {origin})") from err
         deadline = time.monotonic() + self.missing_grace
         while True:
             try:
@@ -125,6 +127,7 @@ class PachydermCommitSensor(BaseSensorOperator):
     def _finish(self, context: Context, event: WaitEvent) -> dict[str, Any]:
         """Turn a final check/trigger event into the task result, or fail with the job's details."""
         from pachflow.links import persist_commit_link
+        from pachflow.openlineage import namespace
 
         target, job = event.target, event.job
         if event.status == SUCCESS:
@@ -139,7 +142,9 @@ class PachydermCommitSensor(BaseSensorOperator):
                 )
             else:
                 self.log.info("%s finished", target.uri)
-            persist_commit_link(context, self._hook(), target.repo, target.commit_id, project=target.project)
+            hook = self._hook()
+            persist_commit_link(context, hook, target.repo, target.commit_id, project=target.project)
+            self._ol = {"ns": namespace(hook.endpoint.host, hook.endpoint.port), "target": target}
             return {
                 "repo": target.repo,
                 "project": target.project,
@@ -201,6 +206,23 @@ class PachydermCommitSensor(BaseSensorOperator):
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
         )
+
+    def openlineage_datasets(self) -> dict[str, list[str]]:
+        """Dataset names of the last run: ``inputs`` = the finished ``project/repo@commit``."""
+        from pachflow.openlineage import dataset_name
+
+        target = self._ol.get("target")
+        return {
+            "inputs": [dataset_name(target.project, target.repo, target.commit_id)] if target else [],
+            "outputs": [],
+        }
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from pachflow.openlineage import operator_lineage
+
+        if not self._ol:
+            return None
+        return operator_lineage(self._ol["ns"], **self.openlineage_datasets())
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger fired; everything needed is in ``event``."""
