@@ -1,11 +1,11 @@
-"""Push local files into ``repo@branch`` as one commit — or into several branches as one commit set — all or nothing.
+"""Push local files into ``repo@branch`` as one commit, or into several branches as one commit set.
 
 The SDK's ``client.pfs.commit()`` context finishes the commit in ``finally``, so a failed
-upload would leave a partial commit that looks complete. Here the commits are started and
-finished explicitly (several in one Pachyderm transaction, so they share one commit-set id and
-downstream pipelines run one job on all of them): on failure every commit of the set is
-dropped (or, when the server cannot drop it, finished with ``error`` set, so downstream
-pipelines treat it as failed input and readers see the parent's content).
+upload would leave a partial commit that looks complete. Here it is all or nothing: the commits
+are started and finished explicitly (several in one Pachyderm transaction, so they share one
+commit-set id and downstream pipelines run one job on all of them), and on failure every commit
+of the set is dropped (or, when the server cannot drop it, finished with ``error`` set, so
+downstream pipelines treat it as failed input and readers see the parent's content).
 
 Unchanged files are found without downloading them: every commit made here carries a manifest
 in its metadata (see :func:`_compare`).
