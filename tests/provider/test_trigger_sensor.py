@@ -141,7 +141,9 @@ def test_deferred_sensor_in_dag_test_resumes_with_the_event(run_dag, pachyderm_c
     assert result["commit_id"] == commit.id and result["repo"] == repo.name
 
 
-def test_sensor_skips_when_there_is_nothing_to_wait_for(run_dag, pachyderm_connection, pachd_server):
+def test_sensor_skips_when_there_is_nothing_to_wait_for_and_fails_on_an_unknown_commit_set(
+    run_dag, pachyderm_connection, pachd_server, capsys
+):
     from airflow.utils.state import TaskInstanceState
 
     client = pachd_server.client()
@@ -149,9 +151,12 @@ def test_sensor_skips_when_there_is_nothing_to_wait_for(run_dag, pachyderm_conne
     with DAG(unique_name("sensor"), schedule=None, start_date=START) as dag:
         PachydermCommitSensor(task_id="empty", repo=repo.name, commit_set="")
         PachydermCommitSensor(task_id="absent", repo=repo.name, commit_set="f" * 32, missing_grace=0.5)
+    capsys.readouterr()
     dr = run_dag(dag)
+    out = capsys.readouterr()
     assert dr.get_task_instance("empty").state == TaskInstanceState.SKIPPED
-    assert dr.get_task_instance("absent").state == TaskInstanceState.SKIPPED
+    assert dr.get_task_instance("absent").state == TaskInstanceState.FAILED
+    assert f"commit set {'f' * 32} does not exist (waited 0.5 s for it)" in out.out + out.err
 
 
 def test_sensor_skips_at_once_when_the_commit_set_exists_without_the_repo(

@@ -28,7 +28,8 @@ class PachydermCommitSensor(BaseSensorOperator):
     :param repo: repo to watch (templated).
     A ``repo`` or ``project`` that does not exist fails the task, naming them (a wrong project on
     the connection must not look like "nothing to do"). The task is skipped only when the
-    commit set exists and does not reach ``repo``, or when nothing new upstream gave a commit set.
+    commit set exists and does not reach ``repo``, or when nothing new upstream gave a commit set
+    (an empty ``commit_set``); a commit set that never appears fails the task too.
 
     Returns (XCom) ``{"repo", "project", "commit_id", "commit_set", "job"}``: ``commit_set`` equals
     ``commit_id`` (a commit's id is its commit set's), kept for templates such as
@@ -38,10 +39,9 @@ class PachydermCommitSensor(BaseSensorOperator):
         an empty rendered value (nothing new upstream) skips the task.
     :param branch: branch whose head to wait for when ``commit_set`` is ``None`` (templated).
     :param project: Pachyderm project; default: the connection's project (templated).
-    :param missing_grace: seconds to wait for the commit (or branch) to appear. With a commit set:
-        used only while the set itself is not visible yet (then the task is skipped); once it
-        exists, a repo without a commit in it is skipped at once. Without a commit set, a branch
-        still missing after the grace fails the task.
+    :param missing_grace: seconds to wait for the commit set (or, without one, the branch) to
+        appear; still missing after that, the task fails. Once the commit set exists, a repo
+        without a commit in it is skipped at once.
     :param progress_interval: seconds between datum-progress log lines.
     :param deferrable: defer to the triggerer instead of poking. Default True; set
         ``[pachflow] default_deferrable = False`` (``AIRFLOW__PACHFLOW__DEFAULT_DEFERRABLE``) to poke
@@ -117,9 +117,8 @@ class PachydermCommitSensor(BaseSensorOperator):
                     raise AirflowSkipException(f"{err}: this change does not reach {self.repo}") from err
                 if time.monotonic() >= deadline:
                     if commit_set:
-                        raise AirflowSkipException(
-                            f"{err} (commit set not found after {self.missing_grace:g} s): "
-                            f"this change does not reach {self.repo}"
+                        raise PachydermNotFound(
+                            f"commit set {commit_set} does not exist (waited {self.missing_grace:g} s for it)"
                         ) from err
                     raise
                 time.sleep(min(1.0, self.missing_grace))
