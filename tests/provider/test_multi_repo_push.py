@@ -308,3 +308,26 @@ def test_openlineage_datasets_name_the_real_project(run_dag, pachd_server, graph
     assert executed_tasks["wait"].openlineage_datasets()["inputs"] == [
         f"{project}/{names['features']}@{commit_set}"
     ]
+
+
+def test_a_refused_transaction_starts_no_commit(run_dag, pachd_server, graph):
+    """One branch of the set cannot take a commit (a pipeline's output branch): the transaction
+    is refused (pachd refuses the StartCommit, pachd-lite the FinishTransaction) and no repo moves."""
+    import grpc
+
+    client = pachd_server.client()
+    names, folder = graph
+    commit_set = _push(run_dag, names, folder).xcom_pull(task_ids="push")
+    _wait_job(client, names, commit_set)
+    (folder / "events" / "c.csv").write_text("e,3\n")
+    output = pfs.Repo(name=names["features"], type="user", project=pfs.Project(name=names["research"]))
+    uploads = [
+        RepoUpload(
+            pfs.Branch(repo=_repo(names, "events"), name="master"), plan_upload(str(folder / "events"))
+        ),
+        RepoUpload(pfs.Branch(repo=output, name="master"), plan_upload(str(folder / "labels"))),
+    ]
+    with pytest.raises(grpc.RpcError):
+        push_commit_set(client, uploads)
+    assert _head(client, names, "events") == commit_set
+    assert not list(client.transaction.list_transaction().transaction_info), "the transaction was left open"
