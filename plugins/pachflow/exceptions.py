@@ -31,3 +31,7 @@ class CommitNotFound(PachflowError, LookupError):
 
 class LineageError(PachflowError, LookupError):
     """Lineage could not be recorded or found; the message says which record is missing."""
+
+
+class RollbackError(PachflowError, RuntimeError):
+    """A rollback failed; the message says what was changed (and undone) and what was not."""
