@@ -450,7 +450,7 @@ def _downstream_commit_set(client: Any, moves: list[BranchMove]) -> str | None:
     repo = pfs.Repo(name=b.repo, type="user", project=pfs.Project(name=b.project))
     try:
         info = client.pfs.inspect_branch(branch=pfs.Branch(repo=repo, name=b.branch))
-        for downstream in info.direct_subvenance or info.subvenance or []:
+        for downstream in info.subvenance or []:
             return client.pfs.inspect_branch(branch=downstream).head.id
     except Exception as err:  # only descriptive: the move itself succeeded
         log.warning("Could not find the commit set started by the rollback: %s", err)
