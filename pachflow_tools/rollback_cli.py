@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--to-run-id", help="MLflow run whose model version the alias goes back to")
     which.add_argument(
-        "--to-commit", help="[PROJECT/]REPO@COMMIT_ID: the training run behind this commit (instead of a run id)"
+        "--to-commit",
+        help="[PROJECT/]REPO@COMMIT_ID: the training run behind this commit (instead of a run id)",
     )
     parser.add_argument("--model-name", required=True, help="registered MLflow model")
     parser.add_argument("--alias", required=True, help="alias of the model to move (it must exist)")

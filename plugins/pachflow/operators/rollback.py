@@ -122,7 +122,9 @@ class PachydermRollbackOperator(BaseOperator):
             project=project,
             create_alias=self.create_alias,
         )
-        self.log.info("Rollback plan%s:\n%s", " (dry run: nothing will change)" if dry_run else "", plan.describe())
+        self.log.info(
+            "Rollback plan%s:\n%s", " (dry run: nothing will change)" if dry_run else "", plan.describe()
+        )
         if dry_run:
             result = dry_run_result(plan)
         else:
