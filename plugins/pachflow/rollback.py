@@ -286,21 +286,27 @@ def _versions(
     return to_version, None
 
 
-def source_commits(client: Any, project: str, record: dict[str, Any]) -> dict[str, str]:
-    """Commits of the run's source repos (repos of its provenance no pipeline writes), upstream first."""
+def source_commits(client: Any, project: str, record: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(project, repo, commit) of the run's source repos: repos of its provenance no pipeline writes.
+
+    Taken from the record's ``sources`` when the lineage lookup provides them, else found by asking
+    pachd which repos of ``commits`` are pipelines. Repo keys are ``repo`` in ``project`` or
+    ``other_project/repo``.
+    """
     from pachyderm_sdk.api import pfs, pps
 
     commits: dict[str, str] = record.get("commits") or {}
-    sources = record.get("sources")
-    if isinstance(sources, dict):
-        return dict(sources)
-    if sources is not None:
-        return {repo: commits[repo] for repo in sources}
-    return {
-        repo: cid
-        for repo, cid in commits.items()
-        if not client.pps.pipeline_exists(pps.Pipeline(name=repo, project=pfs.Project(name=project)))
-    }
+
+    def split(key: str) -> tuple[str, str]:
+        key_project, _, repo = key.rpartition("/")
+        return key_project or project, repo
+
+    def is_pipeline(key: str) -> bool:
+        p, repo = split(key)
+        return client.pps.pipeline_exists(pps.Pipeline(name=repo, project=pfs.Project(name=p)))
+
+    keys = record.get("sources") or [key for key in commits if not is_pipeline(key)]
+    return [(*split(key), commits[key]) for key in keys]
 
 
 def _plan_branches(client: Any, project: str, record: dict[str, Any], run_id: str) -> list[BranchMove]:
@@ -308,18 +314,17 @@ def _plan_branches(client: Any, project: str, record: dict[str, Any], run_id: st
 
     sources = source_commits(client, project, record)
     if not sources:
-        raise LineageError(
-            f"run {run_id}: its provenance has no source repo (repos {list(record.get('commits', {}))})"
-        )
+        repos = list(record.get("commits") or {})
+        raise LineageError(f"run {run_id}: its provenance has no source repo (repos {repos})")
     moves = []
-    for repo, commit_id in sources.items():
-        pfs_repo = pfs.Repo(name=repo, type="user", project=pfs.Project(name=project))
+    for repo_project, repo, commit_id in sources:
+        pfs_repo = pfs.Repo(name=repo, type="user", project=pfs.Project(name=repo_project))
         info = client.pfs.inspect_commit(commit=pfs.Commit(repo=pfs_repo, id=commit_id))
         branch = info.commit.branch.name if info.commit.branch else ""
         if not branch:
-            raise LineageError(f"commit {project}/{repo}@{commit_id} of run {run_id} is on no branch")
+            raise LineageError(f"commit {repo_project}/{repo}@{commit_id} of run {run_id} is on no branch")
         head = client.pfs.inspect_branch(branch=pfs.Branch(repo=pfs_repo, name=branch)).head.id
-        moves.append(BranchMove(project, repo, branch, from_commit=head, to_commit=commit_id))
+        moves.append(BranchMove(repo_project, repo, branch, from_commit=head, to_commit=commit_id))
     return moves
 
 
@@ -497,7 +502,6 @@ class _Steps:
         try:
             action()
         except Exception as err:
-            self.error = err
             self._undo()
             raise _StepFailed(name) from err
         self.done.append(name)
@@ -556,7 +560,7 @@ class _Steps:
         }[failed.name]
         head = (
             f"rollback of {plan.model_name}@{plan.alias} to version {plan.to_version} "
-            f"(run {plan.mlflow_run_id}) failed while {what}: {_short(self.error)}"
+            f"(run {plan.mlflow_run_id}) failed while {what}: {_short(failed.__cause__ or failed)}"
         )
         changed, unchanged = self._state()
         parts = [head]

@@ -196,6 +196,13 @@ def test_two_source_repos_move_back_together_in_one_commit_set(
     assert mlflow_client.get_model_version_by_alias(g.model, g.alias).version == "2"
     assert (head(client, g.a), head(client, g.b)) == (set2, set2)
 
+    # --to-commit: a source commit (the training that used it) or the training commit itself
+    for commit in (f"{g.a}@{set1}", f"{PROJECT}/{g.train}@{set1}"):
+        target = ["--model-name", g.model, "--alias", g.alias, "--to-commit", commit, "--project", PROJECT]
+        code, out, err = _cli(capsys, *target, "--dry-run", "--json", *conn)
+        assert code == 0, err
+        assert json.loads(out)["mlflow_run_id"] == run1
+
     # an alias the model does not have is an error, and is not created
     code, out, err = _cli(capsys, *common, "--alias", "prod")
     assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
