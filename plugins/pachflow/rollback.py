@@ -191,7 +191,7 @@ def parse_commit(text: str) -> tuple[str | None, str, str]:
 
 def _run_of_commit(
     mlflow_client: Any, client: Any, to_commit: str, project: str | None, model_name: str
-) -> tuple[str, str | None]:
+) -> tuple[str, str]:
     """The one training run of ``model_name`` behind ``to_commit``, and the project it names."""
     from pachflow.lineage import commit_metadata, lineage_for_commit
 
@@ -201,7 +201,11 @@ def _run_of_commit(
             f"to_commit {to_commit!r} names project {commit_project!r} but project is {project!r}"
         )
     project = commit_project or project
-    if client is not None and project:
+    if not project:
+        raise ConfigurationError(
+            f"to_commit {to_commit!r}: no project; write it as PROJECT/REPO@COMMIT_ID or give project"
+        )
+    if client is not None:
         # A training commit names its run in its metadata: no search needed.
         run_id = _metadata_run(commit_metadata, client, project, repo, commit_id)
         if run_id:
@@ -209,7 +213,7 @@ def _run_of_commit(
     records = lineage_for_commit(
         client,
         mlflow_client,
-        project=project or "default",
+        project=project,
         repo=repo,
         commit_id=commit_id,
         model_name=model_name,
