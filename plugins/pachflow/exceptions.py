@@ -35,3 +35,7 @@ class LineageError(PachflowError, LookupError):
 
 class PachydermNotFound(PachflowError, LookupError):
     """A project, repo or branch the task names does not exist; the message names it."""
+
+
+class RollbackError(PachflowError, RuntimeError):
+    """A rollback failed; the message says what was changed (and undone) and what was not."""
