@@ -43,7 +43,7 @@ def _disk_bytes(path: Path) -> int:
 
 
 def _lineage_json(argv: list[str]) -> tuple[int, object]:
-    from pachflow import lineage_cli
+    from pachflow_tools import lineage_cli
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

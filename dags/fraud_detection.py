@@ -120,7 +120,9 @@ with DAG(
     record_lineage = PachydermRecordLineageOperator(
         task_id="record_lineage",
         commit_set="{{ (ti.xcom_pull(task_ids='wait_ml_train') or {}).get('commit_set', '') }}",
+        train_repo="ml_train",
         model_name="{{ params.model_name }}",
+        alias="champion",
         trigger_rule="none_failed",
     )
     chain(apply_pipelines, push_raw_data, *waits, record_lineage)

@@ -12,7 +12,7 @@ SUBCOMMANDS = {
     "lineage": ("pachflow_tools.lineage_cli", "follow MLflow run <-> Pachyderm commit lineage, both ways"),
     "rollback": (
         "pachflow_tools.rollback_cli",
-        "point the champion model (and optionally raw data) back to a run",
+        "move a model's alias (and optionally the source data) back to a run, all or nothing",
     ),
     "generate": ("spark_jobs.generate", "generate PaySim-shaped transaction CSVs"),
     "local": ("pachflow_tools.local", "start, stop and inspect pachd-lite + MLflow on this machine"),

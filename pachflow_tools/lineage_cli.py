@@ -17,11 +17,16 @@ def build_parser() -> argparse.ArgumentParser:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--run-id", help="MLflow run id: show the Pachyderm commits that produced it")
     which.add_argument(
-        "--commit", help="REPO@COMMIT_ID: show the MLflow runs and model versions that used it"
+        "--commit",
+        help="[PROJECT/]REPO@COMMIT_ID: show every recorded training (MLflow run, model versions) that used it",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a tree")
+    parser.add_argument(
+        "--json", action="store_true", help="print the lineage records (with their graph) as JSON"
+    )
     parser.add_argument("--model-name", default=None, help="registered model to report (default: any)")
-    parser.add_argument("--train-repo", default="ml_train", help="repo of the training pipeline")
+    parser.add_argument(
+        "--train-repo", default=None, help="with --commit: only trainings of this pipeline (default: any)"
+    )
     cli_clients.add_connection_args(parser)
     return parser
 
@@ -29,11 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_commit(text: str) -> tuple[str | None, str, str]:
     """``[project/]repo@id`` -> (project, repo, id)."""
     if "@" not in text:
-        raise ValueError(f"--commit {text!r}: expected REPO@COMMIT_ID")
+        raise ValueError(f"--commit {text!r}: expected REPO@COMMIT_ID or PROJECT/REPO@COMMIT_ID")
     left, commit_id = text.rsplit("@", 1)
     project, _, repo = left.rpartition("/")
     if not repo or not commit_id:
-        raise ValueError(f"--commit {text!r}: expected REPO@COMMIT_ID")
+        raise ValueError(f"--commit {text!r}: expected REPO@COMMIT_ID or PROJECT/REPO@COMMIT_ID")
     return project or None, repo, commit_id
 
 
@@ -49,11 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         mlflow_client, _ = cli_clients.mlflow(args)
         client, project, _ = cli_clients.pachyderm(args)
         if args.run_id:
-            records = [
-                lineage_for_run(
-                    mlflow_client, args.run_id, model_name=args.model_name, client=client, project=project
-                )
-            ]
+            # The run's own pachyderm.project tag says where its commits are.
+            records = [lineage_for_run(mlflow_client, args.run_id, model_name=args.model_name, client=client)]
         else:
             records = lineage_for_commit(
                 client,

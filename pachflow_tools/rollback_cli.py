@@ -1,4 +1,4 @@
-"""``pachflow rollback``: the command-line face of :func:`pachflow.rollback.rollback`."""
+"""``pachflow rollback``: the command-line face of :mod:`pachflow.rollback` (plan, then apply all or nothing)."""
 
 from __future__ import annotations
 
@@ -6,54 +6,68 @@ import argparse
 import json
 import sys
 
-from pachflow.lineage import CHAMPION, MODEL_NAME, RAW_REPO, TRAIN_REPO, LineageError
-from pachflow.rollback import rollback
 from pachflow_tools import cli_clients
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pachflow rollback",
-        description="Move the registered model's champion alias back to an earlier run (and optionally the raw data).",
+        description="Move a registered model's alias back to the version of an earlier run and, with --data, "
+        "every source repo's branch back to the commit that run was trained on: all of it, or nothing.",
     )
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--to-run-id", help="MLflow run whose model becomes champion again")
-    which.add_argument("--to-commit", help="REPO@COMMIT_ID whose training run becomes champion again")
-    parser.add_argument(
-        "--data", action="store_true", help="also move raw_data@master back to that run's raw commit"
+    which.add_argument("--to-run-id", help="MLflow run whose model version the alias goes back to")
+    which.add_argument(
+        "--to-commit",
+        help="[PROJECT/]REPO@COMMIT_ID: the training run behind this commit (instead of a run id)",
     )
-    parser.add_argument("--raw-repo", default=RAW_REPO, help="repo of the raw data (with --data)")
-    parser.add_argument("--train-repo", default=TRAIN_REPO, help="repo of the training pipeline")
-    parser.add_argument("--model-name", default=MODEL_NAME)
-    parser.add_argument("--alias", default=CHAMPION)
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--model-name", required=True, help="registered MLflow model")
+    parser.add_argument("--alias", required=True, help="alias of the model to move (it must exist)")
+    parser.add_argument(
+        "--create-alias", action="store_true", help="create the alias when the model does not have it"
+    )
+    parser.add_argument(
+        "--data",
+        action="store_true",
+        help="also move every source repo's branch back to the commit the run was trained on "
+        "(one Pachyderm transaction; the pipelines re-run once)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    parser.add_argument("--json", action="store_true", help="print the plan or result as JSON")
     cli_clients.add_connection_args(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pachflow.exceptions import PachflowError
+    from pachflow.rollback import apply_rollback, dry_run_result, plan_rollback
+
     args = build_parser().parse_args(argv)
     try:
         mlflow_client, _ = cli_clients.mlflow(args)
-        client, project, _ = (
-            cli_clients.pachyderm(args)
-            if (args.data or args.to_commit)
-            else (None, args.project or "default", "")
-        )
-        result = rollback(
+        client, project = None, args.project
+        if args.data or args.to_commit:
+            if args.no_pachyderm:
+                raise ValueError("--data and --to-commit need pachd: drop --no-pachyderm")
+            client, conn_project, _ = cli_clients.pachyderm(args)
+            # a connection's project counts as given; with --pachd-address only --project does
+            project = args.project or (None if args.pachd_address else conn_project)
+        plan = plan_rollback(
             mlflow_client,
             client,
-            to_run_id=args.to_run_id,
-            to_commit=args.to_commit,
             model_name=args.model_name,
             alias=args.alias,
+            to_run_id=args.to_run_id,
+            to_commit=args.to_commit,
             data=args.data,
             project=project,
-            raw_repo=args.raw_repo,
-            train_repo=args.train_repo,
-            reason="pachflow rollback (CLI)",
+            create_alias=args.create_alias,
         )
-    except (LineageError, ValueError, ConnectionError) as err:
+        if args.dry_run:
+            result = dry_run_result(plan)
+        else:
+            result = apply_rollback(plan, mlflow_client, client, reason="pachflow rollback (CLI)")
+    except (PachflowError, ValueError, ConnectionError) as err:
         print(f"pachflow rollback: {err}", file=sys.stderr)
         return 1
     except Exception as err:  # MLflow or pachd answered with an error: say which, without a traceback
@@ -61,17 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True, default=str))
+    elif args.dry_run:
+        print("dry run, nothing changed; the plan:\n" + plan.describe())
     else:
-        print(
-            f"{result['model_name']}@{result['alias']}: version {result['from_version']} -> {result['to_version']} "
-            f"(run {result['mlflow_run_id']})"
-        )
-        if result["data"]:
-            d = result["data"]
-            print(
-                f"{d['branch']}: {d['from_commit']} -> {d['to_commit']}"
-                + ("" if d["moved"] else " (already there)")
-            )
+        print(plan.describe())
+        if result["commit_set"]:
+            print(f"pipelines re-run in commit set {result['commit_set']}")
     return 0
 
 

@@ -1,23 +1,20 @@
-"""MLflow plumbing for the training job: fail fast on a bad server, dataset input, LoggedModel."""
+"""MLflow plumbing for the Spark trainer: fail fast on a bad server, dataset input, Spark LoggedModel."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlflow.data.dataset import Dataset
 
-    from spark_jobs.worker_env import PachydermContext
+    from pachflow.worker import PachydermContext
 
 CHECK_TIMEOUT_S = 5.0
 
@@ -54,32 +51,6 @@ def check_tracking_server(uri: str | None, experiment_name: str) -> str:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise TrackingUnavailable(f"MLflow at {uri} is unreachable: {reason}") from exc
-
-
-@contextmanager
-def mlflow_target(tracking_uri: str, experiment_name: str) -> Iterator[Any]:
-    """Point MLflow's fluent API at ``tracking_uri``/``experiment_name``; yield the experiment.
-
-    MLflow keeps both in process globals *and* in os.environ (MLFLOW_TRACKING_URI,
-    MLFLOW_EXPERIMENT_ID); they are restored afterwards so a caller (a test session, an
-    Airflow worker) is not left talking to this server.
-    """
-    import mlflow
-    import mlflow.tracking.fluent as fluent
-
-    saved_uri = os.environ.get("MLFLOW_TRACKING_URI")
-    saved_experiment = os.environ.get("MLFLOW_EXPERIMENT_ID")
-    saved_active = fluent._active_experiment_id  # no public way to read/reset it
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        yield mlflow.set_experiment(experiment_name)
-    finally:
-        mlflow.set_tracking_uri(saved_uri)
-        fluent._active_experiment_id = saved_active
-        if saved_experiment is None:
-            os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
-        else:
-            os.environ["MLFLOW_EXPERIMENT_ID"] = saved_experiment
 
 
 def local_digest(files: list[Path]) -> str:
@@ -147,12 +118,3 @@ def log_spark_logged_model(
         raise
     mlflow.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
     return logged.model_id, f"models:/{logged.model_id}"
-
-
-def write_run_record(output_dir: Path, record: dict[str, Any]) -> None:
-    """The empty ``<run_id>`` file (as the original demo) and ``mlflow_run.json`` in the output."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / record["run_id"]).touch()
-    tmp = output_dir / ".mlflow_run.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    tmp.replace(output_dir / "mlflow_run.json")

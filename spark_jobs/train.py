@@ -6,8 +6,8 @@ fraud customer; the test set keeps everyone), weights the classes to counter the
 fits ``VectorAssembler + DecisionTreeClassifier`` and evaluates from probabilities (ROC AUC,
 PR AUC, precision/recall/F1 at the chosen threshold, confusion matrix). Logs params,
 metrics, PNG plots, the model as an MLflow 3 LoggedModel and the input dataset
-(``pachyderm://…@<commit>``, digest = commit id), tags the run per the lineage contract and
-writes ``<run_id>`` plus ``mlflow_run.json`` into the output directory.
+(``pachyderm://…@<commit>``, digest = commit id); ``pachflow.worker.pachyderm_run`` tags the
+run per the lineage contract and writes ``<run_id>`` plus ``mlflow_run.json`` into the output.
 
 Where the time goes (benchmarks/full_pipeline.py): the etl output is one small row per customer,
 so it is read, merged and split with pyarrow while the JVM starts in a thread; Spark MLlib gets
@@ -33,6 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pachflow.worker import PachydermContext, pachyderm_context, pachyderm_run
 from spark_jobs.features import (
     FEATURE_COLUMNS,
     KEY,
@@ -40,18 +41,15 @@ from spark_jobs.features import (
     customer_features_arrow,
     merge_partials_arrow,
 )
-from spark_jobs.lineage_tags import lineage_tags, provenance_from_pachd
 from spark_jobs.tracking import (
     TrackingUnavailable,
     check_tracking_server,
     limit_http_retries,
     log_spark_logged_model,
-    mlflow_target,
     training_dataset,
-    write_run_record,
 )
 from spark_jobs.tree_scoring import TreeArrays, feature_matrix
-from spark_jobs.worker_env import PachydermContext, pachyderm_context, setting
+from spark_jobs.worker_env import setting
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -269,15 +267,16 @@ def train_model(
     limit_http_retries()
     check_tracking_server(tracking_uri, config.experiment_name)
     files = input_files(input_root)
-    tags = lineage_tags(ctx, provenance_from_pachd(ctx))
-    run_name = (
-        f"{ctx.pipeline}@{ctx.job_id}" if ctx.in_pipeline else f"train@local-{time.strftime('%Y%m%dT%H%M%S')}"
-    )
+    run_name = None if ctx.in_pipeline else f"train@local-{time.strftime('%Y%m%dT%H%M%S')}"
     started = time.monotonic()
-    with (
-        mlflow_target(tracking_uri, config.experiment_name) as experiment,
-        mlflow.start_run(run_name=run_name, tags=tags) as run,
-    ):
+    with pachyderm_run(
+        config.experiment_name,
+        run_name=run_name,
+        output_dir=output_dir,
+        tracking_uri=tracking_uri,
+        context=ctx,
+    ) as run:
+        tags = {k: v for k, v in run.data.tags.items() if k.startswith(("pachyderm.", "airflow."))}
         params = {k: str(v) for k, v in asdict(config).items() if k not in ("experiment_name", "input_name")}
         params.update(
             class_weighting="balanced", features=",".join(FEATURE_COLUMNS), input_files=str(len(files))
@@ -321,10 +320,7 @@ def train_model(
             train_fit_rows=float(counts["train_positives"] + counts["train_negatives"]),
         )
 
-        model_tags = {k: v for k, v in tags.items() if k.startswith(("pachyderm.", "airflow."))}
-        model_id, model_uri = log_spark_logged_model(
-            model, config.model_name, model_tags, params, _signature()
-        )
+        model_id, model_uri = log_spark_logged_model(model, config.model_name, tags, params, _signature())
         mlflow.log_metrics(metrics, model_id=model_id, dataset=dataset)
         mlflow.log_dict(importances, "feature_importances.json")
         with tempfile.TemporaryDirectory(prefix="pachflow-plots-") as tmp:
@@ -333,7 +329,7 @@ def train_model(
         train_frame.unpersist()
         result = TrainResult(
             run_id=run.info.run_id,
-            experiment_id=experiment.experiment_id,
+            experiment_id=run.info.experiment_id,
             experiment_name=config.experiment_name,
             tracking_uri=tracking_uri,
             model_id=model_id,
@@ -341,7 +337,6 @@ def train_model(
             metrics=metrics,
             tags=tags,
         )
-    write_run_record(output_dir, asdict(result))
     log.info(
         "run %s: test ROC AUC %.4f, PR AUC %.4f, F1 %.4f at %.2f; model %s (%.1fs)",
         result.run_id,

@@ -1,4 +1,6 @@
-"""What a job can learn from the Pachyderm worker environment, and the datum-batching loop.
+"""Spark/ETL specifics of the Pachyderm worker environment: settings, datum paths, datum batching.
+
+The generic job facts (pipeline, job, commits, pachd address) are ``pachflow.worker``'s.
 
 Works the same in a real Pachyderm worker, in pachd-lite (which runs the spec's command on
 the host with ``/pfs/...`` mapped into a sandbox) and in a plain shell (no Pachyderm at all).
@@ -9,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger("pachflow.worker_env")
@@ -20,47 +21,6 @@ PFS_ROOT = "/pfs"
 def setting(name: str, default: str) -> str:
     """A job setting from the environment (the spec's ``transform.env``); blank counts as unset."""
     return os.environ.get(name, "").strip() or default
-
-
-@dataclass(frozen=True)
-class PachydermContext:
-    """Pachyderm facts for lineage; every field is empty outside a pipeline worker."""
-
-    pipeline: str = ""
-    project: str = ""
-    job_id: str = ""
-    output_commit: str = ""
-    spec_commit: str = ""
-    address: str = ""
-    input_commits: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def in_pipeline(self) -> bool:
-        return bool(self.pipeline and self.job_id)
-
-
-def pachd_address(env: dict[str, str] | None = None) -> str:
-    """``host:port`` of pachd: the in-cluster peer service (set in workers), else PACHD_ADDRESS."""
-    env = os.environ if env is None else env
-    host, port = env.get("PACHD_PEER_SERVICE_HOST", ""), env.get("PACHD_PEER_SERVICE_PORT", "")
-    if host and port:
-        return f"{host}:{port}"
-    address = env.get("PACHD_ADDRESS", "")
-    return address.split("://", 1)[-1].rstrip("/")
-
-
-def pachyderm_context(input_names: list[str], env: dict[str, str] | None = None) -> PachydermContext:
-    """Read the worker env (PPS_*, PACH_*, ``<input>_COMMIT``) for the given input names."""
-    env = os.environ if env is None else env
-    return PachydermContext(
-        pipeline=env.get("PPS_PIPELINE_NAME", ""),
-        project=env.get("PPS_PROJECT_NAME", "") or ("default" if env.get("PPS_PIPELINE_NAME") else ""),
-        job_id=env.get("PACH_JOB_ID", ""),
-        output_commit=env.get("PACH_OUTPUT_COMMIT_ID", "") or env.get("PACH_JOB_ID", ""),
-        spec_commit=env.get("PPS_SPEC_COMMIT", ""),
-        address=pachd_address(env),
-        input_commits={name: env[f"{name}_COMMIT"] for name in input_names if env.get(f"{name}_COMMIT")},
-    )
 
 
 def resolve_datum_path(value: str, input_name: str, input_root: Path) -> Path:

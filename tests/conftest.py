@@ -12,6 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="pachflow-test-airflow-"))
@@ -40,3 +42,17 @@ pytest_plugins = [
     "tests.fixtures.spark",
     "tests.fixtures.airflow",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _restore_mlflow_http_settings():
+    """The CLIs set MLflow's HTTP timeout/retry variables for their process; tests call them
+    in-process, so put those variables back after each test."""
+    names = ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+    saved = {name: os.environ.get(name) for name in names}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -31,3 +31,11 @@ class CommitNotFound(PachflowError, LookupError):
 
 class LineageError(PachflowError, LookupError):
     """Lineage could not be recorded or found; the message says which record is missing."""
+
+
+class PachydermNotFound(PachflowError, LookupError):
+    """A project, repo or branch the task names does not exist; the message names it."""
+
+
+class RollbackError(PachflowError, RuntimeError):
+    """A rollback failed; the message says what was changed (and undone) and what was not."""

@@ -81,6 +81,7 @@ def get_provider_info() -> dict:
                     "pachflow.operators.pipelines",
                     "pachflow.operators.files",
                     "pachflow.operators.lineage",
+                    "pachflow.operators.rollback",
                 ],
             }
         ],

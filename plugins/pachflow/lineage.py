@@ -1,14 +1,18 @@
 """MLflow run <-> Pachyderm commit lineage: record it, and look it up in both directions.
 
-Names follow the lineage contract in DESIGN.md:
-- MLflow run tags and model-version tags ``pachyderm.address``, ``pachyderm.pipeline``,
-  ``pachyderm.job``, ``pachyderm.commit``, ``pachyderm.provenance.<repo>``,
-  ``airflow.dag_id``, ``airflow.run_id``;
-- metadata on the training pipeline's output commit ``mlflow.run_id``,
-  ``mlflow.experiment_id``, ``mlflow.tracking_uri``, ``mlflow.model_uri``,
-  ``mlflow.model_version``, ``airflow.dag_id``, ``airflow.run_id``;
-- the ``lineage`` record ``{commit_set, commits: {repo: id}, mlflow_run_id,
-  mlflow_experiment_id, model_uri, model_version}`` (plus a few descriptive extras).
+The names written and read are those of the lineage contract (:mod:`pachflow.contract`). Both
+lookups return the same record::
+
+    {commit_set, commits: {repo: id} (upstream first), sources: [repo, ...], project, train_repo,
+     mlflow_run_id, mlflow_experiment_id, model_uri, model_version, model_name, tracking_uri,
+     pachyderm_address, airflow: {dag_id, run_id}, source,
+     graph: {nodes: [...], edges: [{from, to}, ...]}}
+
+``commits`` and ``sources`` name repos by :func:`pachflow.contract.repo_key` (``repo`` in the
+record's project, ``project/repo`` elsewhere). ``graph`` holds commit nodes
+(``{"id": "<project>/<repo>@<commit>", "kind": "commit", project, repo, commit, pipeline}``),
+the MLflow run (``kind: "mlflow_run"``) and its model versions (``kind: "model_version"``); an
+edge goes from upstream to downstream, so the inputs of a join/cross/union are separate branches.
 """
 
 from __future__ import annotations
@@ -17,25 +21,60 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pachflow.exceptions import LineageError
+from pachflow.contract import (
+    META_AIRFLOW_RUN_ID,
+    META_DAG_ID,
+    META_EXPERIMENT_ID,
+    META_MODEL_NAME,
+    META_MODEL_URI,
+    META_MODEL_VERSION,
+    META_RUN_ID,
+    META_TRACKING_URI,
+    PROVENANCE_PREFIX,
+    RUN_FILE,
+    TAG_ADDRESS,
+    TAG_AIRFLOW_RUN_ID,
+    TAG_COMMIT,
+    TAG_DAG_ID,
+    TAG_PIPELINE,
+    TAG_PROJECT,
+    ProvenanceGraph,
+    commit_picker,
+    lineage_tags,
+    node_id,
+    pfs_commit,
+    provenance_from_tags,
+    repo_key,
+    walk_provenance,
+    walk_subvenance,
+)
+from pachflow.exceptions import ConfigurationError, LineageError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from pachyderm_sdk import Client
 
+__all__ = [
+    "LineageError",
+    "TrainRun",
+    "commit_metadata",
+    "commit_picker",
+    "lineage_for_commit",
+    "lineage_for_run",
+    "provenance",
+    "read_train_run",
+    "record_lineage",
+    "render_tree",
+    "write_commit_metadata",
+]
+
 log = logging.getLogger(__name__)
 
-TRAIN_REPO = "ml_train"
-RAW_REPO = "raw_data"
-RUN_FILE = "/mlflow_run.json"
-MODEL_NAME = "fraud-detector"
-CHAMPION = "champion"
-PROVENANCE_PREFIX = "pachyderm.provenance."
 RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -51,54 +90,29 @@ class TrainRun:
 
 
 # -- Pachyderm side ------------------------------------------------------------------------------
-def _repo(project: str, repo: str):
-    from pachyderm_sdk.api import pfs
-
-    return pfs.Repo(name=repo, type="user", project=pfs.Project(name=project))
-
-
-def _commit(project: str, repo: str, commit_id: str):
-    from pachyderm_sdk.api import pfs
-
-    return pfs.Commit(repo=_repo(project, repo), id=commit_id)
-
-
-def commit_picker(project: str, repo: str, commit_id: str):
-    from pachyderm_sdk.api import pfs
-
-    return pfs.CommitPicker(
-        id=pfs.CommitPickerCommitByGlobalId(
-            repo=pfs.RepoPicker(
-                name=pfs.RepoPickerRepoName(project=pfs.ProjectPicker(name=project), name=repo, type="user")
-            ),
-            id=commit_id,
-        )
-    )
-
-
 def read_train_run(
     client: Client, project: str, repo: str, commit_id: str, run_file: str = RUN_FILE
 ) -> TrainRun:
     """Read the MLflow run the training job wrote into its output commit.
 
-    ``mlflow_run.json`` first; failing that, an empty file named by a 32-hex run id (the
-    original demo's convention).
+    ``mlflow_run.json`` first; failing that, an empty file named by a 32-hex run id.
     """
     from pachyderm_sdk.api import pfs
 
-    commit = _commit(project, repo, commit_id)
-    file = pfs.File(commit=commit, path=run_file)
+    commit = pfs_commit(project, repo, commit_id)
+    path = "/" + run_file.lstrip("/")
+    file = pfs.File(commit=commit, path=path)
     if client.pfs.path_exists(file):
         raw = b"".join(chunk.value for chunk in client.pfs.get_file(file=file))
         try:
             data = json.loads(raw)
         except json.JSONDecodeError as err:
             raise LineageError(
-                f"{project}/{repo}@{commit_id}:{run_file}: line {err.lineno}: invalid JSON"
+                f"{project}/{repo}@{commit_id}:{path}: line {err.lineno}: invalid JSON"
             ) from err
         run_id = data.get("run_id") or data.get("mlflow_run_id")
         if not run_id:
-            raise LineageError(f"{project}/{repo}@{commit_id}:{run_file}: field run_id is missing")
+            raise LineageError(f"{project}/{repo}@{commit_id}:{path}: field run_id is missing")
         return TrainRun(
             run_id=run_id,
             experiment_id=str(data.get("experiment_id") or ""),
@@ -110,52 +124,16 @@ def read_train_run(
         name = info.file.path.strip("/")
         if RUN_ID_RE.match(name):
             return TrainRun(run_id=name)
-    raise LineageError(
-        f"{project}/{repo}@{commit_id} holds no {run_file} and no file named by an MLflow run id"
-    )
+    raise LineageError(f"{project}/{repo}@{commit_id} holds no {path} and no file named by an MLflow run id")
 
 
 def provenance(client: Client, project: str, repo: str, commit_id: str) -> dict[str, str]:
-    """Commits of every upstream user repo of ``repo@commit_id``, upstream first, the commit itself last."""
-    import grpc
-
-    try:
-        infos = list(client.pfs.walk_commit_provenance(start=[commit_picker(project, repo, commit_id)]))
-    except grpc.RpcError as err:
-        if err.code() != grpc.StatusCode.UNIMPLEMENTED:
-            raise
-        infos = _walk_direct_provenance(client, project, repo, commit_id)
-    found: dict[str, str] = {}
-    for info in infos:  # nearest first; keep the nearest commit of each repo
-        c = info.commit
-        if (c.repo.type or "user") != "user" or c.repo.name == repo:
-            continue
-        found.setdefault(c.repo.name, c.id)
-    ordered = dict(reversed(list(found.items())))
-    ordered[repo] = commit_id
-    return ordered
-
-
-def _walk_direct_provenance(client: Client, project: str, repo: str, commit_id: str) -> list[Any]:
-    """Breadth-first walk over ``direct_provenance`` (for servers without WalkCommitProvenance)."""
-    seen: set[tuple[str, str]] = set()
-    queue = [_commit(project, repo, commit_id)]
-    out = []
-    while queue:
-        info = client.pfs.inspect_commit(commit=queue.pop(0))
-        for parent in info.direct_provenance:
-            key = (parent.repo.name, parent.id)
-            if key in seen:
-                continue
-            seen.add(key)
-            parent_info = client.pfs.inspect_commit(commit=parent)
-            out.append(parent_info)
-            queue.append(parent)
-    return out
+    """``{repo key: commit}`` of ``repo@commit_id`` and everything upstream of it, upstream first."""
+    return walk_provenance(client, project, repo, commit_id).commits(project)
 
 
 def commit_metadata(client: Client, project: str, repo: str, commit_id: str) -> dict[str, str]:
-    return dict(client.pfs.inspect_commit(commit=_commit(project, repo, commit_id)).metadata or {})
+    return dict(client.pfs.inspect_commit(commit=pfs_commit(project, repo, commit_id)).metadata or {})
 
 
 def write_commit_metadata(
@@ -173,21 +151,6 @@ def write_commit_metadata(
 
 
 # -- recording -----------------------------------------------------------------------------------
-def lineage_tags(
-    *, address: str, pipeline: str, commit_set: str, commits: dict[str, str], dag_id: str, run_id: str
-) -> dict[str, str]:
-    tags = {
-        "pachyderm.address": address,
-        "pachyderm.pipeline": pipeline,
-        "pachyderm.job": commit_set,  # job id == commit-set id == output commit id
-        "pachyderm.commit": commit_set,
-        "airflow.dag_id": dag_id,
-        "airflow.run_id": run_id,
-    }
-    tags.update({f"{PROVENANCE_PREFIX}{repo}": cid for repo, cid in commits.items() if repo != pipeline})
-    return tags
-
-
 def register_version(
     mlflow_client: MlflowClient, tracking_uri: str, *, model_name: str, run: TrainRun, tags: dict[str, str]
 ) -> str:
@@ -238,6 +201,12 @@ def _fluent_mlflow_at(tracking_uri: str) -> Iterator[None]:
                 os.environ.pop(name, None)
 
 
+def _require(**values: Any) -> None:
+    for name, value in values.items():
+        if value is None or not str(value).strip():
+            raise ConfigurationError(f"{name} is required and was empty")
+
+
 def record_lineage(
     client: Client,
     mlflow_client: MlflowClient,
@@ -248,44 +217,43 @@ def record_lineage(
     commit_set: str,
     dag_id: str,
     airflow_run_id: str,
-    train_repo: str = TRAIN_REPO,
-    raw_repo: str = RAW_REPO,
-    model_name: str = MODEL_NAME,
-    alias: str | None = CHAMPION,
+    train_repo: str,
+    model_name: str,
+    alias: str | None = None,
 ) -> dict[str, Any]:
-    """Write the lineage of ``train_repo@commit_set`` everywhere and return the ``lineage`` record.
+    """Write the lineage of ``project/train_repo@commit_set`` everywhere and return the lineage record.
 
-    Safe to run again for the same commit: tags and metadata are upserts and the model version
-    is looked up by run id before registering.
+    Run tags and model-version tags, a registered version of ``model_name`` (one per run),
+    ``alias`` on it (None: no alias), metadata on the training commit. Safe to run again for
+    the same commit: tags and metadata are upserts and the version is looked up by run id.
     """
     from mlflow.entities import RunTag
 
+    _require(project=project, commit_set=commit_set, train_repo=train_repo, model_name=model_name)
     run = read_train_run(client, project, train_repo, commit_set)
-    commits = provenance(client, project, train_repo, commit_set)
-    if raw_repo not in commits:
-        raise LineageError(
-            f"provenance of {project}/{train_repo}@{commit_set} does not reach {raw_repo}: found {list(commits)}"
-        )
+    graph = walk_provenance(client, project, train_repo, commit_set)
     mlflow_run = mlflow_client.get_run(run.run_id)
     experiment_id = run.experiment_id or mlflow_run.info.experiment_id
     # Normally the run was trained by this commit set's job. When that job skipped its datum (e.g.
     # a forced, identical push after a reprocessing update), it carried an earlier job's model over:
     # the run's tags then describe the commit set it was really trained in, and both training
     # commits point at the run in their metadata.
-    trained_in = mlflow_run.data.tags.get("pachyderm.commit") or commit_set
-    trained_commits = commits
+    trained_in = mlflow_run.data.tags.get(TAG_COMMIT) or commit_set
+    trained_graph = graph
     if trained_in != commit_set:
         log.info(
             "Run %s was trained in commit set %s; %s reuses its model", run.run_id, trained_in, commit_set
         )
-        trained_commits = provenance(client, project, train_repo, trained_in)
+        trained_graph = walk_provenance(client, project, train_repo, trained_in)
     tags = lineage_tags(
         address=address,
+        project=project,
         pipeline=train_repo,
-        commit_set=trained_in,
-        commits=trained_commits,
+        job=trained_in,
+        commit=trained_in,
+        provenance=trained_graph.commits(project),
         dag_id=dag_id,
-        run_id=airflow_run_id,
+        airflow_run_id=airflow_run_id,
     )
     mlflow_client.log_batch(run.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     version = register_version(mlflow_client, tracking_uri, model_name=model_name, run=run, tags=tags)
@@ -293,30 +261,32 @@ def record_lineage(
         mlflow_client.set_registered_model_alias(model_name, alias, version)
     model_uri = run.model_uri or f"models:/{model_name}/{version}"
     metadata = {
-        "mlflow.run_id": run.run_id,
-        "mlflow.experiment_id": experiment_id,
-        "mlflow.tracking_uri": tracking_uri,
-        "mlflow.model_uri": model_uri,
-        "mlflow.model_version": version,
-        "mlflow.model_name": model_name,
-        "airflow.dag_id": dag_id,
-        "airflow.run_id": airflow_run_id,
+        META_RUN_ID: run.run_id,
+        META_EXPERIMENT_ID: experiment_id,
+        META_TRACKING_URI: tracking_uri,
+        META_MODEL_URI: model_uri,
+        META_MODEL_VERSION: version,
+        META_MODEL_NAME: model_name,
+        META_DAG_ID: dag_id,
+        META_AIRFLOW_RUN_ID: airflow_run_id,
     }
     for commit in dict.fromkeys([trained_in, commit_set]):
         write_commit_metadata(client, project, train_repo, commit, metadata)
-    return {
-        "commit_set": commit_set,
-        "commits": commits,
-        "mlflow_run_id": run.run_id,
-        "mlflow_experiment_id": experiment_id,
-        "model_uri": model_uri,
-        "model_version": version,
-        "model_name": model_name,
-        "tracking_uri": tracking_uri,
-        "pachyderm_address": address,
-        "project": project,
-        "airflow": {"dag_id": dag_id, "run_id": airflow_run_id},
-    }
+    return _assemble(
+        project=project,
+        pipeline=train_repo,
+        commit_set=commit_set,
+        graph=graph,
+        tag_commits={},
+        run_id=run.run_id,
+        experiment_id=experiment_id,
+        versions=_model_versions(mlflow_client, run.run_id, model_name),
+        primary=(model_name, version, model_uri),
+        tracking_uri=tracking_uri,
+        address=address,
+        airflow={"dag_id": dag_id, "run_id": airflow_run_id},
+        source="recorded",
+    )
 
 
 # -- lookup --------------------------------------------------------------------------------------
@@ -324,50 +294,96 @@ def lineage_for_run(
     mlflow_client: MlflowClient,
     run_id: str,
     *,
-    model_name: str | None = None,
     client: Client | None = None,
-    project: str = "default",
+    model_name: str | None = None,
 ) -> dict[str, Any]:
-    """Lineage of an MLflow run from its tags; with pachd, the commit chain is re-read from provenance
-    and compared with the training commit's metadata (``consistent``)."""
-    run = mlflow_client.get_run(run_id)
+    """Lineage of an MLflow run, in the project of its own ``pachyderm.project`` tag.
+
+    Without pachd the commits come from the run's tags (no edges between them). With pachd the
+    graph is re-read from provenance and compared with the tags and the training commit's
+    metadata (``consistent``).
+    """
+    return _lineage_of_run(mlflow_client, mlflow_client.get_run(run_id), client=client, model_name=model_name)
+
+
+def _lineage_of_run(
+    mlflow_client: MlflowClient,
+    run: Any,
+    *,
+    client: Client | None,
+    model_name: str | None,
+    project_hint: str | None = None,
+) -> dict[str, Any]:
+    run_id = run.info.run_id
     tags = run.data.tags
-    commit_set = tags.get("pachyderm.commit")
-    if not commit_set:
-        raise LineageError(f"MLflow run {run_id} has no pachyderm.commit tag: its lineage was never recorded")
-    pipeline = tags.get("pachyderm.pipeline", TRAIN_REPO)
-    commits = {k[len(PROVENANCE_PREFIX) :]: v for k, v in tags.items() if k.startswith(PROVENANCE_PREFIX)}
-    commits = _upstream_first(commits)
-    commits[pipeline] = commit_set
-    versions = [
-        mv
-        for mv in mlflow_client.search_model_versions(f"run_id = '{run_id}'")
-        if not model_name or mv.name == model_name
-    ]
-    out: dict[str, Any] = {
-        "commit_set": commit_set,
-        "commits": commits,
-        "mlflow_run_id": run_id,
-        "mlflow_experiment_id": run.info.experiment_id,
-        "model_uri": (versions[0].source if versions else ""),
-        "model_version": (str(versions[0].version) if versions else None),
-        "model_name": (versions[0].name if versions else model_name),
-        "pachyderm_address": tags.get("pachyderm.address", ""),
-        "airflow": {"dag_id": tags.get("airflow.dag_id"), "run_id": tags.get("airflow.run_id")},
-        "source": "mlflow run tags",
-    }
+    commit_set, pipeline = tags.get(TAG_COMMIT), tags.get(TAG_PIPELINE)
+    project = tags.get(TAG_PROJECT) or project_hint
+    for tag, value in ((TAG_COMMIT, commit_set), (TAG_PIPELINE, pipeline), (TAG_PROJECT, project)):
+        if not value:
+            raise LineageError(f"MLflow run {run_id} has no {tag} tag: its lineage was never recorded")
+    tag_commits = provenance_from_tags(tags)
+    meta = commit_metadata(client, project, pipeline, commit_set) if client is not None else None
+    rec = _record_from(
+        mlflow_client,
+        run,
+        client=client,
+        project=project,
+        pipeline=pipeline,
+        commit_set=commit_set,
+        meta=meta,
+        model_name=model_name,
+        source="mlflow run tags",
+    )
     if client is not None:
-        meta = commit_metadata(client, project, pipeline, commit_set)
-        chain = provenance(client, project, pipeline, commit_set)
-        out["commit_metadata"] = meta
-        out["consistent"] = meta.get("mlflow.run_id") == run_id and chain == commits
-        out["commits"] = chain
-    return out
+        rec["consistent"] = meta.get(META_RUN_ID) == run_id and rec["commits"] == {
+            **tag_commits,
+            pipeline: commit_set,
+        }
+    return rec
 
 
-def _upstream_first(commits: dict[str, str]) -> dict[str, str]:
-    order = {RAW_REPO: 0, "split_data": 1, "etl": 2}
-    return dict(sorted(commits.items(), key=lambda kv: (order.get(kv[0], 5), kv[0])))
+def _record_from(
+    mlflow_client: MlflowClient,
+    run: Any,
+    *,
+    client: Client | None,
+    project: str,
+    pipeline: str,
+    commit_set: str,
+    meta: dict[str, str] | None,
+    model_name: str | None,
+    source: str,
+) -> dict[str, Any]:
+    """The lineage record of ``run`` seen from the training commit ``project/pipeline@commit_set``."""
+    run_id = run.info.run_id
+    tags = run.data.tags
+    versions = _model_versions(mlflow_client, run_id, model_name)
+    meta = meta or {}
+    primary = (model_name or "", "", "")
+    if meta.get(META_MODEL_VERSION) and (
+        not model_name or meta.get(META_MODEL_NAME, model_name) == model_name
+    ):
+        primary = (meta.get(META_MODEL_NAME) or "", meta[META_MODEL_VERSION], meta.get(META_MODEL_URI, ""))
+    elif versions:
+        primary = (versions[0].name, str(versions[0].version), versions[0].source)
+    rec = _assemble(
+        project=project,
+        pipeline=pipeline,
+        commit_set=commit_set,
+        graph=walk_provenance(client, project, pipeline, commit_set) if client is not None else None,
+        tag_commits=provenance_from_tags(tags),
+        run_id=run_id,
+        experiment_id=run.info.experiment_id,
+        versions=versions,
+        primary=primary,
+        tracking_uri=meta.get(META_TRACKING_URI, ""),
+        address=tags.get(TAG_ADDRESS, ""),
+        airflow={"dag_id": tags.get(TAG_DAG_ID), "run_id": tags.get(TAG_AIRFLOW_RUN_ID)},
+        source=source,
+    )
+    if client is not None:
+        rec["commit_metadata"] = meta
+    return rec
 
 
 def lineage_for_commit(
@@ -377,96 +393,216 @@ def lineage_for_commit(
     project: str,
     repo: str,
     commit_id: str,
-    train_repo: str = TRAIN_REPO,
     model_name: str | None = None,
+    train_repo: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Every recorded training that used ``repo@commit_id`` (the training commit itself or upstream).
+    """Every recorded training that used ``project/repo@commit_id`` (the training commit itself or
+    anything upstream of it), whatever the training repo is called.
 
-    Reads the training commits' metadata (found through subvenance); for commits without
-    metadata, or without pachd, falls back to searching MLflow runs by tag.
+    With pachd: the commits downstream of it (subvenance) whose metadata names an MLflow run.
+    When none does, or without pachd: MLflow runs tagged with the commit (``pachyderm.commit``
+    or ``pachyderm.provenance.<repo>``). ``train_repo`` only filters the answer.
     """
     results: list[dict[str, Any]] = []
-    missing: list[str] = []
     if client is not None:
-        for train_commit in _train_commits(client, project, repo, commit_id, train_repo):
-            meta = commit_metadata(client, project, train_repo, train_commit)
-            if meta.get("mlflow.run_id"):
-                rec = lineage_for_run(mlflow_client, meta["mlflow.run_id"], model_name=model_name)
-                rec["commit_set"] = train_commit
-                rec["commits"] = provenance(client, project, train_repo, train_commit)
-                rec["commit_metadata"] = meta
-                rec["model_version"] = meta.get("mlflow.model_version") or rec["model_version"]
-                rec["model_uri"] = meta.get("mlflow.model_uri") or rec["model_uri"]
-                rec["source"] = "pachyderm commit metadata"
-                results.append(rec)
-            else:
-                missing.append(train_commit)
-    if results and not missing:
+        for info in walk_subvenance(client, project, repo, commit_id):
+            meta = dict(info.metadata or {})
+            c = info.commit
+            if not meta.get(META_RUN_ID) or (train_repo and c.repo.name != train_repo):
+                continue
+            run = mlflow_client.get_run(meta[META_RUN_ID])
+            results.append(
+                _record_from(
+                    mlflow_client,
+                    run,
+                    client=client,
+                    project=c.repo.project.name or "default",
+                    pipeline=c.repo.name,
+                    commit_set=c.id,
+                    meta=meta,
+                    model_name=model_name,
+                    source="pachyderm commit metadata",
+                )
+            )
+    if results:
         return results
-    tag = "pachyderm.commit" if repo == train_repo else f"{PROVENANCE_PREFIX}{repo}"
-    seen = {r["mlflow_run_id"] for r in results}
-    for run_id in _search_runs_by_tag(mlflow_client, tag, commit_id):
-        if run_id not in seen:
-            rec = lineage_for_run(mlflow_client, run_id, model_name=model_name)
-            rec["source"] = "mlflow tag search"
-            results.append(rec)
+    for run in _runs_tagged_with(mlflow_client, project, repo, commit_id):
+        if train_repo and run.data.tags.get(TAG_PIPELINE) != train_repo:
+            continue
+        rec = _lineage_of_run(mlflow_client, run, client=client, model_name=model_name, project_hint=project)
+        rec["source"] = "mlflow tag search"
+        results.append(rec)
     if not results:
         raise LineageError(f"no recorded MLflow run for {project}/{repo}@{commit_id}")
     return results
 
 
-def _train_commits(client: Client, project: str, repo: str, commit_id: str, train_repo: str) -> list[str]:
-    import grpc
-
-    if repo == train_repo:
-        return [commit_id]
-    try:
-        infos = client.pfs.walk_commit_subvenance(start=[commit_picker(project, repo, commit_id)])
-        return _unique(
-            i.commit.id
-            for i in infos
-            if i.commit.repo.name == train_repo and (i.commit.repo.type or "user") == "user"
-        )
-    except grpc.RpcError as err:
-        if err.code() not in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.NOT_FOUND):
-            raise
-        log.warning("pachd cannot walk subvenance (%s); falling back to MLflow tag search", err.code().name)
-        return []
-
-
-def _unique(values: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(values))
-
-
-def _search_runs_by_tag(mlflow_client: MlflowClient, tag: str, value: str) -> list[str]:
+def _runs_tagged_with(mlflow_client: MlflowClient, project: str, repo: str, commit_id: str) -> list[Any]:
+    """Runs whose tags name ``project/repo@commit_id`` as their training commit or an upstream one."""
     from mlflow.entities import ViewType
 
     experiment_ids = [e.experiment_id for e in mlflow_client.search_experiments(view_type=ViewType.ALL)]
     if not experiment_ids:
         return []
-    runs = mlflow_client.search_runs(
-        experiment_ids, filter_string=f"tags.`{tag}` = '{value}'", run_view_type=ViewType.ALL
+
+    def search(tag: str) -> list[Any]:
+        return mlflow_client.search_runs(
+            experiment_ids, filter_string=f"tags.`{tag}` = '{commit_id}'", run_view_type=ViewType.ALL
+        )
+
+    found: dict[str, Any] = {}
+    for run in search(TAG_COMMIT):
+        tags = run.data.tags
+        if tags.get(TAG_PIPELINE) == repo and tags.get(TAG_PROJECT, project) == project:
+            found.setdefault(run.info.run_id, run)
+    # The provenance key is relative to the run's project: ``repo`` there, ``project/repo`` elsewhere.
+    for run in search(f"{PROVENANCE_PREFIX}{repo}"):
+        if run.data.tags.get(TAG_PROJECT, project) == project:
+            found.setdefault(run.info.run_id, run)
+    for run in search(f"{PROVENANCE_PREFIX}{project}/{repo}"):
+        found.setdefault(run.info.run_id, run)
+    return list(found.values())
+
+
+def _model_versions(mlflow_client: MlflowClient, run_id: str, model_name: str | None) -> list[Any]:
+    """Registered versions of the run (of ``model_name`` only, if given), lowest first, with aliases."""
+    found = [
+        mv
+        for mv in mlflow_client.search_model_versions(f"run_id = '{run_id}'")
+        if not model_name or mv.name == model_name
+    ]
+    found.sort(key=lambda mv: (mv.name, int(mv.version)))
+    return [mlflow_client.get_model_version(mv.name, str(mv.version)) for mv in found]
+
+
+def _assemble(
+    *,
+    project: str,
+    pipeline: str,
+    commit_set: str,
+    graph: ProvenanceGraph | None,
+    tag_commits: dict[str, str],
+    run_id: str,
+    experiment_id: str,
+    versions: list[Any],
+    primary: tuple[str, str, str],
+    tracking_uri: str,
+    address: str,
+    airflow: dict[str, Any],
+    source: str,
+) -> dict[str, Any]:
+    train_id = node_id(project, pipeline, commit_set)
+    if graph is not None:
+        commits = graph.commits(project)
+        sources = [repo_key(n.project, n.repo, project) for n in graph.sources()]
+        g = graph.to_dict()
+    else:  # MLflow tags alone: the commits, but not how they connect
+        commits = {**dict(sorted(tag_commits.items())), pipeline: commit_set}
+        sources = []
+        g = {"nodes": [], "edges": []}
+        for key, cid in commits.items():
+            p, _, r = key.rpartition("/")
+            g["nodes"].append(
+                {
+                    "id": node_id(p or project, r, cid),
+                    "kind": "commit",
+                    "project": p or project,
+                    "repo": r,
+                    "commit": cid,
+                    "pipeline": key == pipeline,
+                }
+            )
+    run_node = f"mlflow_run:{run_id}"
+    g["nodes"].append(
+        {"id": run_node, "kind": "mlflow_run", "run_id": run_id, "experiment_id": experiment_id}
     )
-    return [r.info.run_id for r in runs]
+    g["edges"].append({"from": train_id, "to": run_node})
+    for mv in versions:
+        mv_id = f"model_version:{mv.name}/{mv.version}"
+        g["nodes"].append(
+            {
+                "id": mv_id,
+                "kind": "model_version",
+                "name": mv.name,
+                "version": str(mv.version),
+                "aliases": sorted(getattr(mv, "aliases", None) or []),
+                "source": mv.source,
+            }
+        )
+        g["edges"].append({"from": run_node, "to": mv_id})
+    name, version, uri = primary
+    return {
+        "commit_set": commit_set,
+        "commits": commits,
+        "sources": sources,
+        "project": project,
+        "train_repo": pipeline,
+        "mlflow_run_id": run_id,
+        "mlflow_experiment_id": experiment_id,
+        "model_uri": uri,
+        "model_version": version or None,
+        "model_name": name or None,
+        "tracking_uri": tracking_uri,
+        "pachyderm_address": address,
+        "airflow": airflow,
+        "source": source,
+        "graph": g,
+    }
 
 
 # -- presentation --------------------------------------------------------------------------------
 def render_tree(record: dict[str, Any]) -> str:
-    """Human-readable chain: raw CSV commit -> ... -> training commit -> MLflow run -> model version."""
-    lines = []
-    commits = list(record.get("commits", {}).items())
-    for depth, (repo, cid) in enumerate(commits):
-        lines.append(f"{'    ' * depth}{'└── ' if depth else ''}{repo}@{cid}")
-    depth = len(commits)
-    pad = "    " * depth
-    lines.append(
-        f"{pad}└── MLflow run {record.get('mlflow_run_id')} (experiment {record.get('mlflow_experiment_id')})"
-    )
-    if record.get("model_version"):
+    """Text view of a lineage record: the MLflow run, its model versions, then the training commit
+    and its inputs as a tree (a join/cross/union input is a branch), upstream-first among siblings."""
+    graph = record.get("graph") or {"nodes": [], "edges": []}
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    order = {nid: i for i, nid in enumerate(nodes)}
+    upstream: dict[str, list[str]] = {}
+    for e in graph["edges"]:
+        upstream.setdefault(e["to"], []).append(e["from"])
+    project = record.get("project") or ""
+
+    def label(nid: str) -> str:
+        n = nodes.get(nid)
+        if not n or n.get("kind") != "commit":
+            return nid
+        key = n["repo"] if n["project"] == project else f"{n['project']}/{n['repo']}"
+        return f"{key}@{n['commit']}"
+
+    lines = [f"MLflow run {record.get('mlflow_run_id')} (experiment {record.get('mlflow_experiment_id')})"]
+    versions = [n for n in graph["nodes"] if n.get("kind") == "model_version"]
+    train = node_id(project, record.get("train_repo") or "", record.get("commit_set") or "")
+    for n in versions:
+        aliases = f" [{', '.join(n['aliases'])}]" if n.get("aliases") else ""
+        lines.append(f"├── model {n['name']} version {n['version']}{aliases} ({n.get('source')})")
+    if not versions and record.get("model_version"):
         lines.append(
-            f"{pad}    └── model {record.get('model_name') or ''} version {record.get('model_version')}"
+            f"├── model {record.get('model_name') or ''} version {record['model_version']}"
             f" ({record.get('model_uri')})"
         )
+    lines.append(f"└── trained on {label(train)}")
+    drawn: set[str] = {train}
+
+    def draw(nid: str, pad: str) -> None:
+        children = sorted((u for u in upstream.get(nid, []) if u in nodes), key=lambda u: order[u])
+        for i, child in enumerate(children):
+            last = i == len(children) - 1
+            seen = child in drawn
+            lines.append(f"{pad}{'└── ' if last else '├── '}{label(child)}{' (see above)' if seen else ''}")
+            if not seen:
+                drawn.add(child)
+                draw(child, pad + ("    " if last else "│   "))
+
+    draw(train, "    ")
+    if not upstream.get(train):
+        others = [
+            f"{k}@{v}" for k, v in (record.get("commits") or {}).items() if k != record.get("train_repo")
+        ]
+        if others:
+            lines.append(f"    (from MLflow tags, without pachd: {', '.join(others)})")
+    if record.get("sources"):
+        commits = record.get("commits") or {}
+        lines.append("sources: " + ", ".join(f"{s}@{commits.get(s, '?')}" for s in record["sources"]))
     af = record.get("airflow") or {}
     if af.get("dag_id"):
         lines.append(f"recorded by Airflow DAG {af.get('dag_id')}, run {af.get('run_id')}")

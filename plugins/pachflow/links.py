@@ -65,8 +65,13 @@ def persist_mlflow_link(context: Context, *, tracking_uri: str, experiment_id: s
     )
 
 
-def persist_commit_link(context: Context, hook: Any, repo: str | None, commit_id: str | None) -> None:
-    """Store what the "Pachyderm commit" link needs (the console URL comes from the connection)."""
+def persist_commit_link(
+    context: Context, hook: Any, repo: str | None, commit_id: str | None, *, project: str | None = None
+) -> None:
+    """Store what the "Pachyderm commit" link needs (the console URL comes from the connection).
+
+    ``project`` is the repo's project; default: the hook's.
+    """
     if not repo or not commit_id:
         return
     console = ""
@@ -75,5 +80,10 @@ def persist_commit_link(context: Context, hook: Any, repo: str | None, commit_id
         console = conn.extra_dejson.get("console_url") or ""
     context["ti"].xcom_push(
         key=PACHYDERM_COMMIT_KEY,
-        value={"console_url": console, "project": hook.project, "repo": repo, "commit_id": commit_id},
+        value={
+            "console_url": console,
+            "project": project or hook.project,
+            "repo": repo,
+            "commit_id": commit_id,
+        },
     )

@@ -11,6 +11,11 @@ def namespace(host: str, port: int) -> str:
     return f"pachyderm://{host}:{port}"
 
 
+def dataset_name(project: str, repo: str, ref: str) -> str:
+    """OpenLineage dataset name of a commit or branch: ``project/repo@commit_or_branch``."""
+    return f"{project}/{repo}@{ref}"
+
+
 def operator_lineage(
     ns: str,
     *,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pachflow.exceptions import PipelineSpecError
+from pachflow.exceptions import ConfigurationError, PipelineSpecError
 
 if TYPE_CHECKING:
     from pachyderm_sdk import Client
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
+DEFAULT_PROJECT = "default"  # pachd's own default project
 
 
 @dataclass
@@ -35,6 +36,7 @@ class ApplyResult:
     actions: dict[str, str] = field(default_factory=dict)
     commit_sets: list[str] = field(default_factory=list)
     created_repos: list[str] = field(default_factory=list)
+    created_projects: list[str] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)  # name -> created|replaced (never values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -42,6 +44,7 @@ class ApplyResult:
             "actions": self.actions,
             "commit_sets": self.commit_sets,
             "created_repos": self.created_repos,
+            "created_projects": self.created_projects,
             "secrets": self.secrets,
         }
 
@@ -83,6 +86,29 @@ def load_spec(path: Path) -> dict[str, Any]:
     return spec
 
 
+def spec_project(spec: Mapping[str, Any]) -> str | None:
+    """The project a spec names for its pipeline (``pipeline.project.name``), or None."""
+    return ((spec.get("pipeline") or {}).get("project") or {}).get("name") or None
+
+
+def choose_project(
+    spec: Mapping[str, Any], path: Any, *, explicit: str | None, explicit_from: str = ""
+) -> str:
+    """The project a spec's pipeline goes to: its own, else ``explicit``, else ``default``.
+
+    ``explicit`` is a project the task or its connection sets (``explicit_from`` says which); a spec
+    naming another project is a :class:`ConfigurationError` naming both and the spec file, never
+    silently moved.
+    """
+    own = spec_project(spec)
+    if own and explicit and own != explicit:
+        raise ConfigurationError(
+            f"{path}: pipeline.project is {own!r} but the task's project is {explicit!r} (set by "
+            f"{explicit_from or 'the task'}); remove one of them or make them agree"
+        )
+    return own or explicit or DEFAULT_PROJECT
+
+
 def with_overrides(
     spec: dict[str, Any],
     *,
@@ -92,13 +118,14 @@ def with_overrides(
 ) -> dict[str, Any]:
     """Return a copy of ``spec`` in ``project`` with ``transform.env`` and ``transform.secrets`` extended.
 
-    ``env`` maps a pipeline name (or ``"*"`` for every pipeline) to variables; values become strings.
-    ``secret_env`` maps a pipeline name (or ``"*"``) to variables read from a Pachyderm secret: the
-    spec gets ``transform.secrets`` entries naming the secret and key, never the value, and loses
-    any ``transform.env`` entry of the same name.
+    ``project`` fills in a spec without one (see :func:`choose_project`); its PFS inputs that name no
+    project read from it too. ``env`` maps a pipeline name (or ``"*"`` for every pipeline) to
+    variables; values become strings. ``secret_env`` maps a pipeline name (or ``"*"``) to variables
+    read from a Pachyderm secret: the spec gets ``transform.secrets`` entries naming the secret and
+    key, never the value, and loses any ``transform.env`` entry of the same name.
     """
     out = json.loads(json.dumps(spec))
-    _move_to_project(out, project)
+    _place_in_project(out, project)
     name = out["pipeline"]["name"]
     extra: dict[str, str] = {}
     for key in ("*", name):
@@ -122,19 +149,19 @@ def with_overrides(
     return out
 
 
-def _move_to_project(spec: dict[str, Any], project: str) -> None:
-    """Put the pipeline, and the inputs it reads from its own project, into ``project``.
-
-    The shipped specs name the ``default`` project; the connection's (or operator's) project
-    wins, so the same specs serve any project. Inputs that name another project stay there.
-    """
-    written = ((spec["pipeline"].get("project") or {}).get("name")) or "default"
+def _place_in_project(spec: dict[str, Any], project: str) -> None:
+    """Put the pipeline, and its PFS inputs that name no project, into ``project`` (as pachd would)."""
+    own = spec_project(spec)
+    if own and own != project:
+        raise PipelineSpecError(
+            f"pipeline {spec['pipeline']['name']!r} names project {own!r}, not {project!r}"
+        )
     spec["pipeline"]["project"] = {"name": project}
     pending = [spec.get("input") or {}]
     while pending:
         node = pending.pop()
         pfs = node.get("pfs")
-        if pfs is not None and (pfs.get("project") or written) == written:
+        if pfs is not None and not pfs.get("project"):
             pfs["project"] = project
         for key in ("cross", "union", "join", "group"):
             pending.extend(node.get(key) or [])
@@ -216,8 +243,13 @@ def upstream_first(specs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             raise PipelineSpecError(f"pipeline specs form a cycle through {name!r}")
         state[name] = "visiting"
         spec = by_name[name]
-        for _, repo in input_repos(spec.get("input"), spec["pipeline"]["project"]["name"]):
-            if repo in by_name and repo != name:
+        own = spec["pipeline"]["project"]["name"]
+        for repo_project, repo in input_repos(spec.get("input"), own):
+            if (
+                repo in by_name
+                and repo != name
+                and repo_project == by_name[repo]["pipeline"]["project"]["name"]
+            ):
                 visit(repo)
         state[name] = "done"
         ordered.append(spec)
@@ -242,13 +274,15 @@ def apply_pipelines(
     client: Client,
     specs: Iterable[dict[str, Any]],
     *,
-    project: str,
     reprocess: bool | Sequence[str] = False,
     reprocess_on_change: bool | Sequence[str] = (),
     create_input_repos: bool = True,
     secrets: Mapping[str, Mapping[str, str]] | None = None,
 ) -> ApplyResult:
     """Create missing pipelines, update changed ones, leave identical ones alone.
+
+    ``specs`` are complete (each names its project, see :func:`with_overrides`); a missing project
+    is created first (logged), like missing input repos with ``create_input_repos``.
 
     :param secrets: Pachyderm secrets (name -> {key: value}) to create or replace first, for the
         specs' ``transform.secrets`` to reference. Replacing a secret with the same values changes
@@ -268,14 +302,22 @@ def apply_pipelines(
         log.info(
             "Pachyderm secret %s %s (keys: %s)", secret_name, result.secrets[secret_name], ", ".join(data)
         )
+    from pachflow.projects import ensure_project
+
     ordered = upstream_first(list(specs))
-    outputs = {s["pipeline"]["name"] for s in ordered}
+    outputs = {(s["pipeline"]["project"]["name"], s["pipeline"]["name"]) for s in ordered}
     for spec in ordered:
         name = spec["pipeline"]["name"]
         spec_project = spec["pipeline"]["project"]["name"]
+        wanted = [spec_project]
+        if create_input_repos:
+            wanted += [p for p, _ in input_repos(spec.get("input"), spec_project)]
+        for project in dict.fromkeys(wanted):
+            if project not in result.created_projects and ensure_project(client, project):
+                result.created_projects.append(project)
         if create_input_repos:
             for repo_project, repo in input_repos(spec.get("input"), spec_project):
-                if repo in outputs and repo_project == spec_project:
+                if (repo_project, repo) in outputs:
                     continue
                 repo_msg = pfs.Repo(name=repo, type="user", project=pfs.Project(name=repo_project))
                 if not client.pfs.repo_exists(repo_msg):

@@ -1,10 +1,11 @@
-"""Push local files into ``repo@branch`` as one commit, all or nothing.
+"""Push local files into ``repo@branch`` as one commit, or into several branches as one commit set.
 
 The SDK's ``client.pfs.commit()`` context finishes the commit in ``finally``, so a failed
-upload would leave a partial commit that looks complete. Here the commit is started and
-finished explicitly: on failure it is dropped (or, when the server cannot drop it, finished
-with ``error`` set, so downstream pipelines treat it as failed input and readers see the
-parent's content).
+upload would leave a partial commit that looks complete. Here it is all or nothing: the commits
+are started and finished explicitly (several in one Pachyderm transaction, so they share one
+commit-set id and downstream pipelines run one job on all of them), and on failure every commit
+of the set is dropped (or, when the server cannot drop it, finished with ``error`` set, so
+downstream pipelines treat it as failed input and readers see the parent's content).
 
 Unchanged files are found without downloading them: every commit made here carries a manifest
 in its metadata (see :func:`_compare`).
@@ -220,6 +221,28 @@ class _CountingReader:
         return {"size": self._size, "mtime_ns": self._mtime_ns, "sha256": self._digest.hexdigest()}
 
 
+@dataclass(frozen=True)
+class RepoUpload:
+    """What to push into one branch: the planned items and the commit description."""
+
+    branch: Any
+    items: Sequence[UploadItem]
+    description: str = ""
+
+
+@dataclass
+class CommitSetResult:
+    """Outcome of :func:`push_commit_set`: the commit-set id (None when nothing changed) and, per
+    ``project/repo@branch``, what was sent (``commit_id`` None for a repo left out as unchanged)."""
+
+    commit_id: str | None
+    repos: dict[str, UploadResult]
+
+    @property
+    def bytes_sent(self) -> int:
+        return sum(r.bytes_sent for r in self.repos.values())
+
+
 def push_files(
     client: Client,
     branch: Any,
@@ -235,45 +258,163 @@ def push_files(
     ``checksum`` compares content hashes even when size and mtime match the head's manifest.
     The new commit's metadata gets the manifest (``MANIFEST_KEY``) of every item, uploaded or not.
     """
-    if force:
-        cmp = _Comparison(list(items), {}, None, {})
-    else:
-        cmp = _compare(client, branch, items, checksum=checksum)
-    todo = cmp.changed
-    unchanged = [i.path for i in items if i not in todo]
-    if not todo:
-        return UploadResult(commit_id=None, uploaded=[], unchanged=unchanged, bytes_sent=0)
-    total = sum(i.size for i in todo)
-    sent = 0
-    last_log = time.monotonic()
-
-    def on_bytes(n: int) -> None:
-        nonlocal sent, last_log
-        sent += n
-        if time.monotonic() - last_log >= progress_every:
-            last_log = time.monotonic()
-            log.info("Uploaded %s of %s (%.0f%%)", _human(sent), _human(total), 100 * sent / max(total, 1))
-
-    commit = client.pfs.start_commit(branch=branch, description=description)
-    log.info(
-        "Started commit %s on %s: %d files, %s", commit.id, _branch_uri(branch), len(todo), _human(total)
+    result = push_commit_set(
+        client,
+        [RepoUpload(branch, items, description)],
+        force=force,
+        checksum=checksum,
+        progress_every=progress_every,
     )
+    return next(iter(result.repos.values()))
+
+
+def push_commit_set(
+    client: Client,
+    uploads: Sequence[RepoUpload],
+    *,
+    force: bool = False,
+    checksum: bool = False,
+    progress_every: float = 5.0,
+) -> CommitSetResult:
+    """Upload into several branches as ONE commit set, so downstream pipelines run one job on all of it.
+
+    Branches whose content is unchanged are left out (all are pushed with ``force``); when none
+    changed nothing is committed. The commits are started together in one Pachyderm transaction
+    (pachd gives every commit of a transaction the same id), then the files are written into the
+    open commits and the commits finished. A failure anywhere closes every commit of the set as
+    failed and drops the set, so no branch keeps a half-written head.
+    """
+    comparisons: list[tuple[RepoUpload, _Comparison]] = []
+    results: dict[str, UploadResult] = {}
+    for up in uploads:
+        cmp = (
+            _Comparison(list(up.items), {}, None, {})
+            if force
+            else _compare(client, up.branch, up.items, checksum=checksum)
+        )
+        unchanged = [i.path for i in up.items if i not in cmp.changed]
+        results[_branch_uri(up.branch)] = UploadResult(None, [], unchanged, 0)
+        if cmp.changed:
+            comparisons.append((up, cmp))
+        else:
+            log.info(
+                "%s: all %d files unchanged, left out of the commit set",
+                _branch_uri(up.branch),
+                len(up.items),
+            )
+    if not comparisons:
+        return CommitSetResult(commit_id=None, repos=results)
+
+    total = sum(i.size for _, cmp in comparisons for i in cmp.changed)
+    progress = _Progress(total, progress_every)
+    commits = _start_commits(client, [(up.branch, up.description) for up, _ in comparisons])
+    set_id = commits[0].id
+    log.info(
+        "Started commit set %s on %s: %d files, %s",
+        set_id,
+        ", ".join(_branch_uri(up.branch) for up, _ in comparisons),
+        sum(len(cmp.changed) for _, cmp in comparisons),
+        _human(total),
+    )
+    finished: list[Any] = []
     try:
-        uploaded: dict[str, dict[str, Any]] = {}
-        for n, item in enumerate(todo, 1):
-            with item.local.open("rb") as fh:
-                reader = _CountingReader(fh, on_bytes)
-                client.pfs.put_file_from_file(commit=commit, path=item.path, file=reader)
-            uploaded[item.path] = reader.entry()
-            log.info("  [%d/%d] %s -> %s (%s)", n, len(todo), item.local, item.path, _human(item.size))
-        _write_manifest(client, branch, commit, cmp, uploaded)
+        for (up, cmp), commit in zip(comparisons, commits, strict=True):
+            uploaded: dict[str, dict[str, Any]] = {}
+            sent_before = progress.sent
+            for n, item in enumerate(cmp.changed, 1):
+                with item.local.open("rb") as fh:
+                    reader = _CountingReader(fh, progress.add)
+                    client.pfs.put_file_from_file(commit=commit, path=item.path, file=reader)
+                uploaded[item.path] = reader.entry()
+                log.info(
+                    "  %s [%d/%d] %s -> %s (%s)",
+                    up.branch.repo.name,
+                    n,
+                    len(cmp.changed),
+                    item.local,
+                    item.path,
+                    _human(item.size),
+                )
+            _write_manifest(client, up.branch, commit, cmp, uploaded)
+            results[_branch_uri(up.branch)] = UploadResult(
+                commit_id=commit.id,
+                uploaded=[i.path for i in cmp.changed],
+                unchanged=results[_branch_uri(up.branch)].unchanged,
+                bytes_sent=progress.sent - sent_before,
+            )
+        for commit in commits:
+            client.pfs.finish_commit(commit=commit)
+            finished.append(commit)
     except BaseException as err:
-        _abandon(client, commit, err)
+        _abandon(client, set_id, [c for c in commits if c not in finished], err)
         raise
-    client.pfs.finish_commit(commit=commit)
-    log.info("Finished commit %s: %d files, %s sent", commit.id, len(todo), _human(sent))
-    return UploadResult(
-        commit_id=commit.id, uploaded=[i.path for i in todo], unchanged=unchanged, bytes_sent=sent
+    log.info("Finished commit set %s: %s sent", set_id, _human(progress.sent))
+    return CommitSetResult(commit_id=set_id, repos=results)
+
+
+class _Progress:
+    """Bytes sent so far, logged at most every ``every`` seconds."""
+
+    def __init__(self, total: int, every: float) -> None:
+        self.total, self.every, self.sent = total, every, 0
+        self._last = time.monotonic()
+
+    def add(self, n: int) -> None:
+        self.sent += n
+        if time.monotonic() - self._last >= self.every:
+            self._last = time.monotonic()
+            log.info(
+                "Uploaded %s of %s (%.0f%%)",
+                _human(self.sent),
+                _human(self.total),
+                100 * self.sent / max(self.total, 1),
+            )
+
+
+def _start_commits(client: Client, targets: Sequence[tuple[Any, str]]) -> list[Any]:
+    """Start one commit per branch; several are started in one transaction so they share one id.
+
+    File writes are not allowed inside a transaction (pachd, and the SDK refuses them), so the
+    transaction holds only the StartCommit calls; the files go into the open commits afterwards.
+    The transaction calls go through a second client carrying the ``pach-transaction`` metadata:
+    the SDK's own ``client.transaction`` helpers would rebuild the caller's client in place.
+    """
+    if len(targets) == 1:
+        branch, description = targets[0]
+        return [client.pfs.start_commit(branch=branch, description=description)]
+    from pachyderm_sdk.api import transaction as txn_api
+
+    txn = txn_api.ApiStub.start_transaction(client.transaction)
+    try:
+        inside = _client_in_transaction(client, txn.id)
+        try:
+            commits = [inside.pfs.start_commit(branch=b, description=d) for b, d in targets]
+        finally:
+            inside._channel.close()
+        txn_api.ApiStub.finish_transaction(client.transaction, transaction=txn)
+    except BaseException:
+        try:
+            txn_api.ApiStub.delete_transaction(client.transaction, transaction=txn)
+        except Exception as err:  # already finished or gone: nothing was committed by it
+            log.debug("Could not delete transaction %s: %s", txn.id, err)
+        raise
+    ids = {c.id for c in commits}
+    if len(ids) != 1:
+        raise RuntimeError(f"pachd gave the commits of one transaction different ids: {sorted(ids)}")
+    return commits
+
+
+def _client_in_transaction(client: Client, transaction_id: str) -> Client:
+    """A client to the same pachd, with the same credentials, whose calls run in ``transaction_id``."""
+    from pachyderm_sdk import Client
+
+    host, _, port = client.address.rpartition(":")
+    return Client(
+        host=host,
+        port=int(port),
+        auth_token=client.auth_token,
+        root_certs=client.root_certs,
+        transaction_id=transaction_id,
     )
 
 
@@ -302,34 +443,57 @@ def _write_manifest(
     write_commit_metadata(client, project, branch.repo.name, commit.id, {MANIFEST_KEY: value})
 
 
-def _abandon(client: Client, commit: Any, err: BaseException) -> None:
-    """Close a half-written commit as failed (``error`` set), then try to drop it entirely.
+def _abandon(client: Client, set_id: str, open_commits: Sequence[Any], err: BaseException) -> None:
+    """Close the half-written commits as failed (``error`` set), then try to drop the whole set.
 
     Finishing with ``error`` works on every server and is what downstream pipelines understand
     (their jobs become unrunnable, readers see the parent's content); dropping the finished,
-    failed commit set then puts the branch back on the last complete commit where the server allows.
+    failed commit set then puts every branch back on its last complete commit where the server
+    allows (all commits of the set, downstream ones included, must be finished first).
     """
     from pachyderm_sdk.api import pfs
 
     reason = f"pachflow upload failed: {type(err).__name__}: {err}"[:2000]
+    for commit in open_commits:
+        try:
+            client.pfs.finish_commit(commit=commit, error=reason)
+        except Exception as finish_err:
+            log.error(
+                "Upload failed and commit %s could not be closed as failed: %s",
+                _commit_uri(commit),
+                finish_err,
+            )
     try:
-        client.pfs.finish_commit(commit=commit, error=reason)
-    except Exception as finish_err:
-        log.error("Upload failed and commit %s could not be closed as failed: %s", commit.id, finish_err)
-        return
-    try:
-        client.pfs.wait_commit(commit)
-        client.pfs.drop_commit_set(commit_set=pfs.CommitSet(id=commit.id))
-        log.error(
-            "Upload failed; the partial commit %s was marked failed and dropped (%s)", commit.id, reason
-        )
+        _wait_set_finished(client, set_id)
+        client.pfs.drop_commit_set(commit_set=pfs.CommitSet(id=set_id))
+        log.error("Upload failed; commit set %s was marked failed and dropped (%s)", set_id, reason)
     except Exception as drop_err:
         log.error(
-            "Upload failed; commit %s is finished with error set (could not drop it: %s): %s",
-            commit.id,
+            "Upload failed; commit set %s is finished with error set (could not drop it: %s): %s",
+            set_id,
             drop_err.details() if hasattr(drop_err, "details") else drop_err,
             reason,
         )
+
+
+def _wait_set_finished(client: Client, set_id: str, timeout: float = 120.0) -> None:
+    """Poll until every commit of the set is finished (downstream jobs of failed input end quickly)."""
+    from pachyderm_sdk.api import pfs
+
+    from pachflow.waiting import is_set
+
+    deadline = time.monotonic() + timeout
+    while True:
+        infos = list(client.pfs.inspect_commit_set(commit_set=pfs.CommitSet(id=set_id)))
+        if all(is_set(i.finished) for i in infos if i.commit.id == set_id):
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"commit set {set_id} not finished after {timeout:g} s")
+        time.sleep(0.2)
+
+
+def _commit_uri(commit: Any) -> str:
+    return f"{commit.repo.project.name}/{commit.repo.name}@{commit.id}"
 
 
 def _branch_uri(branch: Any) -> str:

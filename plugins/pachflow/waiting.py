@@ -8,20 +8,25 @@ ends as soon as that job is terminal, so failures surface at once instead of aft
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from pachflow.exceptions import CommitNotFound
+from pachflow.exceptions import CommitNotFound, PachydermNotFound
 
 if TYPE_CHECKING:
     from pachyderm_sdk import Client
 
 FAILED_JOB_STATES = ("JOB_FAILURE", "JOB_KILLED", "JOB_UNRUNNABLE")
+RUNNING, SUCCESS, FAILED, TIMEOUT, ERROR = "running", "success", "failed", "timeout", "error"
+STATUSES = (RUNNING, SUCCESS, FAILED, TIMEOUT, ERROR)
 
 
 @dataclass(frozen=True)
 class CommitTarget:
-    """The commit to wait for (``project/repo@commit_id``) and whether a pipeline produces it."""
+    """The commit to wait for (``project/repo@commit_id``) and whether a pipeline produces it.
+
+    ``commit_id`` is the commit-set id too: every commit of a set has the set's id.
+    """
 
     project: str
     repo: str
@@ -34,6 +39,66 @@ class CommitTarget:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CommitTarget:
+        return cls(
+            project=str(data["project"]),
+            repo=str(data["repo"]),
+            commit_id=str(data["commit_id"]),
+            pipeline=bool(data["pipeline"]),
+        )
+
+
+@dataclass(frozen=True)
+class WaitEvent:
+    """Where a wait on a :class:`CommitTarget` stands, or how it ended.
+
+    ``status``: ``running`` (not finished yet), ``success``, ``failed`` (the job failed, was killed
+    or is unrunnable, or the commit has its ``error`` set: ``reason`` and the job's ``log_tail``
+    say why), ``timeout`` or ``error`` (the wait itself broke: ``message``). ``job`` is the job
+    summary (:func:`job_summary`) when a pipeline produces the commit. The commit id lives only in
+    ``target``. ``to_dict``/``from_dict`` give the JSON form a TriggerEvent carries.
+    """
+
+    status: str
+    target: CommitTarget
+    job: dict[str, Any] | None = None
+    reason: str = ""
+    log_tail: tuple[str, ...] = field(default=())
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"WaitEvent status {self.status!r}: expected one of {', '.join(STATUSES)}")
+
+    @property
+    def done(self) -> bool:
+        return self.status != RUNNING
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "target": self.target.to_dict(),
+            "job": dict(self.job) if self.job else None,
+            "reason": self.reason,
+            "log_tail": list(self.log_tail),
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WaitEvent:
+        return cls(
+            status=data["status"],
+            target=CommitTarget.from_dict(data["target"]),
+            job=dict(data["job"]) if data.get("job") else None,
+            reason=data.get("reason") or "",
+            log_tail=tuple(data.get("log_tail") or ()),
+            message=data.get("message") or "",
+        )
+
+    def with_log_tail(self, lines: list[str]) -> WaitEvent:
+        return replace(self, log_tail=tuple(lines))
 
 
 def _commit(project: str, repo: str, commit_id: str = "", branch: str | None = None):
@@ -50,12 +115,35 @@ def is_set(timestamp: Any) -> bool:
     return timestamp is not None and timestamp.timestamp() > 0
 
 
+def require_repo(client: Client, project: str, repo: str) -> None:
+    """Raise :class:`PachydermNotFound` when ``project`` or its repo ``repo`` does not exist.
+
+    The message names the project and repo, and the projects that do have a repo of that name.
+    """
+    from pachyderm_sdk.api import pfs
+
+    if not client.pfs.project_exists(pfs.Project(name=project)):
+        raise PachydermNotFound(f"Pachyderm project {project!r} does not exist (looking for repo {repo!r})")
+    if client.pfs.repo_exists(pfs.Repo(name=repo, type="user", project=pfs.Project(name=project))):
+        return
+    elsewhere = sorted(
+        {info.repo.project.name for info in client.pfs.list_repo(type="user") if info.repo.name == repo}
+    )
+    hint = f"; a repo {repo!r} exists in project {', '.join(map(repr, elsewhere))}" if elsewhere else ""
+    raise PachydermNotFound(f"Pachyderm project {project!r} has no repo {repo!r}{hint}")
+
+
 def resolve_target(
     client: Client, *, project: str, repo: str, commit_set: str | None, branch: str = "master"
 ) -> CommitTarget:
-    """Find the commit of ``repo`` in ``commit_set`` (or the head of ``branch``)."""
+    """Find the commit of ``repo`` in ``commit_set`` (or the head of ``branch``).
+
+    A missing project or repo is :class:`PachydermNotFound`; an existing repo without a commit in
+    the set (or without the branch) is :class:`CommitNotFound`.
+    """
     from pachyderm_sdk.api import pfs
 
+    require_repo(client, project, repo)
     if commit_set:
         commit = _commit(project, repo, commit_set)
         if not client.pfs.commit_exists(commit):
@@ -135,22 +223,22 @@ def progress_line(target: CommitTarget, job: dict[str, Any]) -> str:
     )
 
 
-def check(client: Client, target: CommitTarget) -> dict[str, Any]:
-    """One non-blocking look: ``{"status": "running"|"success"|"failed", ...}``."""
+def check(client: Client, target: CommitTarget) -> WaitEvent:
+    """One non-blocking look: a ``running`` event, or the final one."""
     job = None
     if target.pipeline:
         job = job_summary(client.pps.inspect_job(job=_job(target)))
         if job["state"] in FAILED_JOB_STATES:
             return outcome(client, target, job)
         if job["state"] != "JOB_SUCCESS":
-            return {"status": "running", "target": target.to_dict(), "job": job}
+            return WaitEvent(RUNNING, target, job)
     info = client.pfs.inspect_commit(commit=_commit(target.project, target.repo, target.commit_id))
     if not is_set(info.finished):
-        return {"status": "running", "target": target.to_dict(), "job": job}
+        return WaitEvent(RUNNING, target, job)
     return outcome(client, target, job, commit_error=info.error)
 
 
-def wait(client: Client, target: CommitTarget) -> dict[str, Any]:
+def wait(client: Client, target: CommitTarget) -> WaitEvent:
     """Block server-side until the job is terminal and the commit finished; return the outcome."""
     from pachyderm_sdk.api import pfs
 
@@ -172,19 +260,18 @@ def outcome(
     *,
     commit_error: str = "",
     tail: int = 30,
-) -> dict[str, Any]:
+) -> WaitEvent:
     """Build the final event: success, or failed with the reason and the job's log tail."""
     failed = bool(commit_error) or bool(job and job["state"] in FAILED_JOB_STATES)
-    event: dict[str, Any] = {
-        "status": "failed" if failed else "success",
-        "target": target.to_dict(),
-        "commit_id": target.commit_id,
-        "job": job,
-    }
-    if failed:
-        event["reason"] = (job or {}).get("reason") or commit_error or "unknown"
-        event["log_tail"] = log_tail(client, target, tail) if target.pipeline else []
-    return event
+    if not failed:
+        return WaitEvent(SUCCESS, target, job)
+    return WaitEvent(
+        FAILED,
+        target,
+        job,
+        reason=(job or {}).get("reason") or commit_error or "unknown",
+        log_tail=tuple(log_tail(client, target, tail)) if target.pipeline else (),
+    )
 
 
 def log_tail(client: Client, target: CommitTarget, lines: int = 30) -> list[str]:
@@ -200,13 +287,11 @@ def log_tail(client: Client, target: CommitTarget, lines: int = 30) -> list[str]
     return out
 
 
-def poll_until(
-    client: Client, target: CommitTarget, *, timeout: float, interval: float = 0.5
-) -> dict[str, Any]:
+def poll_until(client: Client, target: CommitTarget, *, timeout: float, interval: float = 0.5) -> WaitEvent:
     """Poll :func:`check` (for servers or tests where a blocking wait is unwanted)."""
     deadline = time.monotonic() + timeout
     while True:
-        state = check(client, target)
-        if state["status"] != "running" or time.monotonic() >= deadline:
-            return state
+        event = check(client, target)
+        if event.done or time.monotonic() >= deadline:
+            return event
         time.sleep(interval)

@@ -88,7 +88,7 @@ def test_fraud_detection_end_to_end(stack, days, capsys):
     from mlflow import MlflowClient
     from pachyderm_sdk.api import pfs
 
-    from pachflow import lineage_cli
+    from pachflow_tools import lineage_cli
 
     client = stack["pachd"].client()
     mlflow_client = MlflowClient(stack["mlflow"])

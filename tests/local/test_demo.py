@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from pachflow import demo
+from pachflow_tools import demo
 from pachflow_tools.local.settings import LocalSettings
 
 

@@ -171,3 +171,79 @@ def test_mlflow_basic_auth_credentials_go_through_a_pachyderm_secret(
     assert job.state == pps.JobState.JOB_SUCCESS, job.reason
     assert digest(c2.id) == hashlib.sha256(rotated.encode()).hexdigest()
     assert rotated not in stored(train).to_json()
+
+
+# -- projects ------------------------------------------------------------------------------------
+def _bare_connection(pachd_server) -> dict:
+    """A connection with no ``project`` extra."""
+    return {"conn_type": "pachyderm", "host": pachd_server.host, "port": pachd_server.port}
+
+
+def test_apply_creates_a_missing_project_and_respects_the_spec_project(run_dag, pachd_server, tmp_path):
+    from tests.fixtures.airflow import airflow_connections
+    from tests.provider.specs import COPY, spec
+
+    client = pachd_server.client()
+    project = unique_name("research")
+    raw, own, plain = unique_name("raw"), unique_name("own"), unique_name("plain")
+    specs_dir = tmp_path / "specs"
+    specs_dir.mkdir()
+    in_project = spec(own, raw, COPY)
+    in_project["pipeline"]["project"] = {"name": project}  # the spec's own project, not existing yet
+    no_project = spec(plain, raw, COPY)
+    del no_project["pipeline"]["project"]
+    (specs_dir / "own.json").write_text(json.dumps(in_project))
+    (specs_dir / "plain.json").write_text(json.dumps(no_project))
+
+    with airflow_connections(pachyderm_default=_bare_connection(pachd_server)):
+        result, _ = _apply(run_dag, specs_dir)
+    assert result["created_projects"] == [project]
+    assert sorted(result["created_repos"]) == sorted([f"{project}/{raw}", f"default/{raw}"])
+    assert client.pfs.project_exists(pfs.Project(name=project))
+    assert client.pps.pipeline_exists(pps.Pipeline(name=own, project=pfs.Project(name=project)))
+    assert not client.pps.pipeline_exists(pps.Pipeline(name=own, project=pfs.Project(name="default")))
+    # a spec without a project goes to pachd's default when neither task nor connection sets one
+    assert client.pps.pipeline_exists(pps.Pipeline(name=plain, project=pfs.Project(name="default")))
+
+    other = unique_name("elsewhere")  # the same spec without a project follows the task's project
+    with airflow_connections(pachyderm_default=_bare_connection(pachd_server)):
+        (specs_dir / "own.json").unlink()
+        result, _ = _apply(run_dag, specs_dir, project=other)
+    assert result["created_projects"] == [other] and result["actions"] == {plain: "created"}
+    assert client.pps.pipeline_exists(pps.Pipeline(name=plain, project=pfs.Project(name=other)))
+
+
+def test_a_spec_project_contradicting_the_task_or_connection_project_fails_naming_both(
+    run_dag, pachd_server, tmp_path, capsys
+):
+    from airflow.utils.state import TaskInstanceState
+
+    from tests.fixtures.airflow import airflow_connections, pachyderm_conn
+    from tests.provider.specs import COPY, spec
+
+    client = pachd_server.client()
+    name, spec_project = unique_name("p"), unique_name("specproj")
+    specs_dir = tmp_path / "specs"
+    specs_dir.mkdir()
+    s = spec(name, unique_name("raw"), COPY)
+    s["pipeline"]["project"] = {"name": spec_project}
+    (specs_dir / "pipe.json").write_text(json.dumps(s))
+
+    def failed_apply(conn: dict, **kwargs) -> str:
+        with DAG(unique_name("apply"), schedule=None, start_date=START) as dag:
+            PachydermApplyPipelinesOperator(task_id="apply", specs=str(specs_dir), **kwargs)
+        with airflow_connections(pachyderm_default=conn):
+            capsys.readouterr()
+            ti = run_dag(dag).get_task_instance("apply")
+        out = capsys.readouterr()
+        assert ti.state == TaskInstanceState.FAILED
+        return out.out + out.err
+
+    text = failed_apply(_bare_connection(pachd_server), project="taskproj")
+    assert f"{specs_dir / 'pipe.json'}: pipeline.project is '{spec_project}'" in text
+    assert "but the task's project is 'taskproj' (set by the task's project argument)" in text
+
+    text = failed_apply(pachyderm_conn(pachd_server.host, pachd_server.port, project="connproj"))
+    assert f"pipeline.project is '{spec_project}'" in text
+    assert "the task's project is 'connproj' (set by the 'project' extra of connection" in text
+    assert not client.pfs.project_exists(pfs.Project(name=spec_project)), "nothing was applied"

@@ -55,6 +55,16 @@ def test_tls_extra_as_string_and_project_override():
         assert hook.endpoint.tls is False
         assert hook.endpoint.port == 30650
         assert hook.project == "other"
+        assert hook.project_is_explicit and hook.endpoint.project_from == "the task's project argument"
+        from_conn = PachydermHook()
+        assert from_conn.project == "p" and from_conn.project_is_explicit
+        assert from_conn.endpoint.project_from == "the 'project' extra of connection 'pachyderm_default'"
+
+
+def test_without_a_project_anywhere_the_project_is_pachds_default_and_not_explicit():
+    with airflow_connections(pachyderm_default={"conn_type": "pachyderm", "host": "h"}):
+        hook = PachydermHook()
+        assert (hook.project, hook.project_is_explicit, hook.endpoint.project_from) == ("default", False, "")
 
 
 def test_tls_client_gets_root_certs_and_plain_client_none():

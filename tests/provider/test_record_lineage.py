@@ -1,4 +1,4 @@
-"""Record lineage, look it up both ways, and roll back: a real pachd-lite pipeline chain + real MLflow.
+"""Record lineage and look it up both ways: a real pachd-lite pipeline chain + real MLflow.
 
 The chain is split -> etl -> train made of tiny copy steps and a fake trainer that logs a real
 MLflow run (tests/provider/specs.py), so this runs in seconds without Spark; the e2e test runs
@@ -19,12 +19,13 @@ from pachflow.operators.files import PachydermPutFilesOperator
 from pachflow.operators.lineage import PachydermRecordLineageOperator
 from pachflow.operators.pipelines import PachydermApplyPipelinesOperator
 from pachflow.sensors.pachyderm import PachydermCommitSensor
-from pachflow_tools import lineage_cli, rollback_cli
+from pachflow_tools import lineage_cli
 from tests.fixtures.pachd import unique_name
 from tests.provider.specs import write_chain
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 COMMIT_SET = "{{ ti.xcom_pull(task_ids='push') or '' }}"
+ALIAS = "production"
 
 
 def _training_dag(specs, source, raw, names, model_name) -> DAG:
@@ -40,8 +41,8 @@ def _training_dag(specs, source, raw, names, model_name) -> DAG:
             task_id="record",
             commit_set="{{ (ti.xcom_pull(task_ids='wait') or {}).get('commit_set', '') }}",
             train_repo=names["train"],
-            raw_repo=raw,
             model_name=model_name,
+            alias=ALIAS,
             trigger_rule="none_failed",
         )
         apply >> push >> wait >> record
@@ -64,8 +65,8 @@ def _record_only_dag(commit_set, raw, names, model_name) -> DAG:
             task_id="record",
             commit_set=commit_set,
             train_repo=names["train"],
-            raw_repo=raw,
             model_name=model_name,
+            alias=ALIAS,
         )
     return dag
 
@@ -77,7 +78,7 @@ def _cli(capsys, module, *args) -> tuple[int, str]:
     return code, captured.out if code == 0 else captured.out + captured.err
 
 
-def test_record_lookup_both_ways_idempotent_retry_and_rollback(
+def test_record_and_lookup_both_ways_and_idempotent_retry(
     run_dag, pachyderm_connection, mlflow_connection, pachd_server, tmp_path, capsys
 ):
     from mlflow import MlflowClient
@@ -94,6 +95,7 @@ def test_record_lookup_both_ways_idempotent_retry_and_rollback(
 
     # XCom lineage: every repo, upstream first, all in the push's commit set
     assert list(rec["commits"]) == [raw, names["split"], names["etl"], names["train"]]
+    assert rec["sources"] == [raw] and rec["project"] == "default" and rec["model_name"] == model_name
     assert set(rec["commits"].values()) == {c1} and rec["commit_set"] == c1
     assert rec["model_version"] == "1"
     run_id = rec["mlflow_run_id"]
@@ -101,17 +103,19 @@ def test_record_lookup_both_ways_idempotent_retry_and_rollback(
     # MLflow run tags, model version tags and Pachyderm commit metadata agree
     tags = mlflow_client.get_run(run_id).data.tags
     assert tags["pachyderm.commit"] == c1 and tags["pachyderm.pipeline"] == names["train"]
+    assert tags["pachyderm.project"] == "default"
     assert tags[f"pachyderm.provenance.{raw}"] == c1 and tags[f"pachyderm.provenance.{names['etl']}"] == c1
     assert tags["airflow.dag_id"] == dr.dag_id and tags["airflow.run_id"] == dr.run_id
     mv = mlflow_client.get_model_version(model_name, "1")
     assert mv.run_id == run_id and mv.tags["pachyderm.commit"] == c1
-    assert mlflow_client.get_model_version_by_alias(model_name, "champion").version == "1"
+    assert mlflow_client.get_model_version_by_alias(model_name, ALIAS).version == "1"
     meta = client.pfs.inspect_commit(
         commit=pfs.Commit(
             repo=pfs.Repo(name=names["train"], type="user", project=pfs.Project(name="default")), id=c1
         )
     ).metadata
     assert meta["mlflow.run_id"] == run_id and meta["mlflow.model_version"] == "1"
+    assert meta["mlflow.model_name"] == model_name
     assert meta["mlflow.experiment_id"] == rec["mlflow_experiment_id"] and meta["airflow.dag_id"] == dr.dag_id
     link = dr.get_task_instance("record").xcom_pull(task_ids="record", key="_link_MLflowRunLink")
     assert link == f"{mlflow_connection}/#/experiments/{rec['mlflow_experiment_id']}/runs/{run_id}"
@@ -128,13 +132,11 @@ def test_record_lookup_both_ways_idempotent_retry_and_rollback(
         "--tracking-uri",
         mlflow_connection,
     ]
-    code, out = _cli(capsys, lineage_cli, "--run-id", run_id, "--json", "--train-repo", names["train"], *conn)
+    code, out = _cli(capsys, lineage_cli, "--run-id", run_id, "--json", *conn)
     assert code == 0
     forward = json.loads(out)
     assert forward["commits"][raw] == c1 and forward["consistent"] is True
-    code, out = _cli(
-        capsys, lineage_cli, "--commit", f"{raw}@{c1}", "--json", "--train-repo", names["train"], *conn
-    )
+    code, out = _cli(capsys, lineage_cli, "--commit", f"{raw}@{c1}", "--json", *conn)
     assert code == 0
     backward = json.loads(out)
     assert [r["mlflow_run_id"] for r in backward] == [run_id]
@@ -145,40 +147,6 @@ def test_record_lookup_both_ways_idempotent_retry_and_rollback(
     assert code == 0 and run_id in out and "mlflow tag search" in out  # fallback without pachd
     code, out = _cli(capsys, lineage_cli, "--run-id", run_id, *conn)
     assert f"{raw}@{c1}" in out and f"MLflow run {run_id}" in out and "version 1" in out
-
-    # New data -> a second model becomes champion; rollback moves the alias (and raw data) back
-    (data / "day2.csv").write_text("a,b\n3,4\n")
-    dr3 = run_dag(_training_dag(tmp_path / "specs", data, raw, names, model_name))
-    rec2 = dr3.get_task_instance("record").xcom_pull(task_ids="record", key="lineage")
-    assert rec2["model_version"] == "2" and rec2["mlflow_run_id"] != run_id
-    assert mlflow_client.get_model_version_by_alias(model_name, "champion").version == "2"
-    code, out = _cli(
-        capsys,
-        rollback_cli,
-        "--to-run-id",
-        run_id,
-        "--data",
-        "--raw-repo",
-        raw,
-        "--model-name",
-        model_name,
-        "--json",
-        *conn,
-    )
-    assert code == 0, out
-    result = json.loads(out)
-    assert (result["from_version"], result["to_version"]) == ("2", "1")
-    assert mlflow_client.get_model_version_by_alias(model_name, "champion").version == "1"
-    raw_branch = pfs.Branch(
-        repo=pfs.Repo(name=raw, type="user", project=pfs.Project(name="default")), name="master"
-    )
-    assert client.pfs.inspect_branch(branch=raw_branch).head.id == c1
-    assert (
-        json.loads(mlflow_client.get_registered_model(model_name).tags["pachflow.last_rollback"])[
-            "to_version"
-        ]
-        == "1"
-    )
 
 
 def test_force_retrains_unchanged_data_and_records_it_once(
@@ -205,8 +173,8 @@ def test_force_retrains_unchanged_data_and_records_it_once(
             task_id="record",
             commit_set="{{ (ti.xcom_pull(task_ids='wait') or {}).get('commit_set', '') }}",
             train_repo=names["train"],
-            raw_repo=raw,
             model_name=model_name,
+            alias=ALIAS,
         )
         apply >> push >> wait >> record
     dr = run_dag(dag)
@@ -217,7 +185,7 @@ def test_force_retrains_unchanged_data_and_records_it_once(
     assert rec["commit_set"] == dr.get_task_instance("push").xcom_pull(task_ids="push")
     versions = mlflow_client.search_model_versions(f"name = '{model_name}'")
     assert sorted(v.run_id for v in versions) == sorted([run1, rec["mlflow_run_id"]])
-    assert mlflow_client.get_model_version_by_alias(model_name, "champion").run_id == rec["mlflow_run_id"]
+    assert mlflow_client.get_model_version_by_alias(model_name, ALIAS).run_id == rec["mlflow_run_id"]
     # Both directions agree, whichever job of the two commit sets actually trained the model.
     forward = lineage_for_run(mlflow_client, rec["mlflow_run_id"], client=pachd_server.client())
     assert forward["consistent"] is True and forward["commits"][raw]
@@ -270,7 +238,6 @@ def test_hyperparameter_change_without_new_data_retrains_via_the_update_commit_s
             task_id="record",
             commit_set="{{ (ti.xcom_pull(task_ids='wait_train') or {}).get('commit_set', '') }}",
             train_repo=names["train"],
-            raw_repo=raw,
             model_name=model_name,
             trigger_rule="none_failed",
         )
@@ -291,3 +258,31 @@ def test_hyperparameter_change_without_new_data_retrains_via_the_update_commit_s
     assert rec["commit_set"] == update_set != first["commit_set"]
     assert rec["commits"][raw] == first["commits"][raw]  # trained on the same raw commit
     assert rec["mlflow_run_id"] != first["mlflow_run_id"] and rec["model_version"] == "2"
+
+
+def test_record_operator_requires_train_repo_and_model_name_at_parse_time():
+    import pytest
+
+    with DAG(unique_name("parse"), schedule=None, start_date=START):
+        with pytest.raises(TypeError, match="model_name"):
+            PachydermRecordLineageOperator(task_id="no_model", train_repo="train")
+        with pytest.raises(TypeError, match="train_repo"):
+            PachydermRecordLineageOperator(task_id="no_repo", model_name="m")
+
+
+def test_record_operator_with_an_empty_model_name_fails_at_task_start_naming_it(
+    run_dag, pachyderm_connection, mlflow_connection, capsys
+):
+    """A template that renders empty must fail the task, not register under some default model."""
+    with DAG(unique_name("empty"), schedule=None, start_date=START) as dag:
+        PachydermRecordLineageOperator(
+            task_id="record",
+            commit_set="0123456789abcdef0123456789abcdef",
+            train_repo="train",
+            model_name="{{ params.get('model_name', '') }}",
+        )
+    capsys.readouterr()
+    dr = run_dag(dag)
+    captured = capsys.readouterr()
+    assert str(dr.get_task_instance("record").state) == "failed"
+    assert "parameter model_name rendered empty" in captured.out + captured.err

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from pachflow.exceptions import ConfigurationError
 from pachflow.links import console_commit_url, mlflow_run_url
 from pachflow.openlineage import operator_lineage
-from pachflow.pipelines import PipelineSpecError, input_repos, normalize, upstream_first, with_overrides
+from pachflow.pipelines import (
+    PipelineSpecError,
+    choose_project,
+    input_repos,
+    normalize,
+    upstream_first,
+    with_overrides,
+)
 from pachflow.upload import plan_upload
 
 
@@ -52,13 +62,33 @@ def test_overrides_order_and_normalisation():
     assert normalize(camel) == normalize(snake)
 
 
-def test_overrides_move_the_pipeline_and_its_own_inputs_to_the_connection_project():
+def test_a_spec_without_project_goes_to_the_given_one_with_its_inputs_that_name_none():
     spec = _spec("train", "etl")
+    del spec["pipeline"]["project"]
     spec["input"]["cross"][1]["pfs"]["project"] = "shared"
-    moved = with_overrides(spec, project="fraud")
-    assert moved["pipeline"]["project"] == {"name": "fraud"}
-    assert input_repos(moved["input"], "fraud") == [("fraud", "etl"), ("shared", "extra")]
-    assert spec["pipeline"]["project"] == {"name": "default"}, "the caller's spec is not modified"
+    placed = with_overrides(spec, project="research")
+    assert placed["pipeline"]["project"] == {"name": "research"}
+    assert input_repos(placed["input"], "research") == [("research", "etl"), ("shared", "extra")]
+    assert "project" not in spec["pipeline"], "the caller's spec is not modified"
+    with pytest.raises(PipelineSpecError, match="names project 'default', not 'research'"):
+        with_overrides(_spec("train", "etl"), project="research")
+
+
+def test_choose_project_respects_the_spec_and_refuses_a_contradiction():
+    own = _spec("train", "etl")  # names project "default"
+    bare = {k: v for k, v in own.items() if k != "pipeline"} | {"pipeline": {"name": "train"}}
+    assert choose_project(own, "a.json", explicit=None) == "default"
+    assert choose_project(bare, "b.json", explicit=None) == "default"  # pachd's own default
+    assert choose_project(bare, "b.json", explicit="research") == "research"
+    assert choose_project(own, "a.json", explicit="default") == "default"
+    research = json.loads(json.dumps(own))
+    research["pipeline"]["project"]["name"] = "research"
+    assert choose_project(research, "r.json", explicit=None) == "research"
+    with pytest.raises(ConfigurationError) as err:
+        choose_project(
+            research, "specs/r.json", explicit="fraud", explicit_from="project='fraud' of the task"
+        )
+    assert "specs/r.json" in str(err.value) and "'research'" in str(err.value) and "'fraud'" in str(err.value)
 
 
 def test_link_urls():

@@ -16,6 +16,7 @@ from pachyderm_sdk.api import pfs
 
 from pachflow.sensors.pachyderm import PachydermCommitSensor
 from pachflow.triggers.pachyderm import PachydermCommitTrigger
+from pachflow.waiting import CommitTarget, WaitEvent
 from tests.fixtures.pachd import unique_name
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
@@ -64,7 +65,9 @@ def test_trigger_fires_when_the_commit_finishes(pachyderm_connection, pachd_serv
     )
     timer.join()
     assert event["status"] == "success"
-    assert event["commit_id"] == commit.id
+    assert event["target"]["commit_id"] == commit.id
+    assert "commit_id" not in event, "the commit id lives in target only"
+    assert WaitEvent.from_dict(event).to_dict() == event  # JSON round trip of the typed event
 
 
 def test_trigger_has_its_own_deadline(pachyderm_connection, pachd_server):
@@ -138,7 +141,9 @@ def test_deferred_sensor_in_dag_test_resumes_with_the_event(run_dag, pachyderm_c
     assert result["commit_id"] == commit.id and result["repo"] == repo.name
 
 
-def test_sensor_skips_when_there_is_nothing_to_wait_for(run_dag, pachyderm_connection, pachd_server):
+def test_sensor_skips_when_there_is_nothing_to_wait_for_and_fails_on_an_unknown_commit_set(
+    run_dag, pachyderm_connection, pachd_server, capsys
+):
     from airflow.utils.state import TaskInstanceState
 
     client = pachd_server.client()
@@ -146,9 +151,12 @@ def test_sensor_skips_when_there_is_nothing_to_wait_for(run_dag, pachyderm_conne
     with DAG(unique_name("sensor"), schedule=None, start_date=START) as dag:
         PachydermCommitSensor(task_id="empty", repo=repo.name, commit_set="")
         PachydermCommitSensor(task_id="absent", repo=repo.name, commit_set="f" * 32, missing_grace=0.5)
+    capsys.readouterr()
     dr = run_dag(dag)
+    out = capsys.readouterr()
     assert dr.get_task_instance("empty").state == TaskInstanceState.SKIPPED
-    assert dr.get_task_instance("absent").state == TaskInstanceState.SKIPPED
+    assert dr.get_task_instance("absent").state == TaskInstanceState.FAILED
+    assert f"commit set {'f' * 32} does not exist (waited 0.5 s for it)" in out.out + out.err
 
 
 def test_sensor_skips_at_once_when_the_commit_set_exists_without_the_repo(
@@ -233,5 +241,80 @@ def test_sensor_fails_fast_with_reason_and_log_tail_when_the_job_fails(
 
     sensor = PachydermCommitSensor(task_id="x", repo=pipeline)
     with pytest.raises(Exception, match="JOB_FAILURE"):
-        sensor._finish({}, event)
+        sensor._finish({}, WaitEvent.from_dict(event))
     assert waiting.FAILED_JOB_STATES[0] == "JOB_FAILURE"
+
+
+# -- the typed wait event ------------------------------------------------------------------------
+def test_wait_event_round_trips_through_json_and_rejects_unknown_status():
+    import json
+
+    target = CommitTarget(project="research", repo="features", commit_id="c" * 32, pipeline=True)
+    job = {"state": "JOB_FAILURE", "reason": "datum x failed", "data_total": 2, "data_processed": 1,
+           "data_skipped": 0, "data_failed": 1, "data_recovered": 0}  # fmt: skip
+    event = WaitEvent("failed", target, job, reason="datum x failed", log_tail=("[worker] boom",))
+    payload = json.loads(json.dumps(event.to_dict()))
+    assert WaitEvent.from_dict(payload) == event
+    assert payload["target"] == {"project": "research", "repo": "features", "commit_id": "c" * 32,
+                                 "pipeline": True}  # fmt: skip
+    with pytest.raises(ValueError, match="status 'finished'"):
+        WaitEvent("finished", target)
+
+
+# -- what does not exist fails, what the commit set does not reach skips -------------------------
+def _sensor_run(run_dag, capsys=None, **sensor_kwargs):
+    """Run one sensor task; with ``capsys``, also return everything the run printed."""
+    with DAG(unique_name("sensor"), schedule=None, start_date=START) as dag:
+        PachydermCommitSensor(task_id="wait", timeout=30, **sensor_kwargs)
+    if capsys is None:
+        return run_dag(dag).get_task_instance("wait")
+    capsys.readouterr()
+    ti = run_dag(dag).get_task_instance("wait")
+    out = capsys.readouterr()
+    return ti, out.out + out.err
+
+
+def test_sensor_fails_on_a_missing_repo_and_a_missing_project(run_dag, pachyderm_connection, capsys):
+    from airflow.utils.state import TaskInstanceState
+
+    repo, project = unique_name("nope"), unique_name("noproj")
+    ti, text = _sensor_run(run_dag, capsys, repo=repo, commit_set="f" * 32)
+    assert ti.state == TaskInstanceState.FAILED
+    assert f"Pachyderm project 'default' has no repo '{repo}'" in text
+
+    ti, text = _sensor_run(run_dag, capsys, repo=repo, project=project, commit_set="f" * 32)
+    assert ti.state == TaskInstanceState.FAILED
+    assert f"Pachyderm project '{project}' does not exist" in text
+
+
+def test_sensor_without_a_project_extra_fails_for_a_repo_that_exists_only_in_another_project(
+    run_dag, pachd_server, capsys
+):
+    """The silent failure of issue 14: the connection has no ``project`` extra, the repo lives in
+    another project; the sensor used to skip ("this change does not reach ...")."""
+    from airflow.utils.state import TaskInstanceState
+
+    from tests.fixtures.airflow import airflow_connections
+
+    client = pachd_server.client()
+    project, name = unique_name("research"), unique_name("events")
+    client.pfs.create_project(project=pfs.Project(name=project))
+    repo = pfs.Repo(name=name, type="user", project=pfs.Project(name=project))
+    client.pfs.create_repo(repo=repo)
+    with client.pfs.commit(branch=pfs.Branch(repo=repo, name="master")) as c:
+        c.put_file_from_bytes("/a.csv", b"1\n")
+    bare = {"conn_type": "pachyderm", "host": pachd_server.host, "port": pachd_server.port}
+    with airflow_connections(pachyderm_default=bare):
+        ti, text = _sensor_run(run_dag, capsys, repo=name, commit_set=c.id, missing_grace=0.5)
+        assert ti.state == TaskInstanceState.FAILED
+        assert f"Pachyderm project 'default' has no repo '{name}'" in text
+        assert f"exists in project '{project}'" in text
+        assert "neither the task nor connection 'pachyderm_default' sets a project" in text
+
+        ok = _sensor_run(run_dag, repo=name, project=project, commit_set=c.id)  # the right project
+    assert ok.state == TaskInstanceState.SUCCESS
+    assert ok.xcom_pull(task_ids="wait") == {
+        "repo": name, "project": project, "commit_id": c.id, "commit_set": c.id, "job": None
+    }  # fmt: skip
+    link = ok.xcom_pull(task_ids="wait", key="pachyderm_commit")
+    assert link["project"] == project and link["repo"] == name

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from pachflow.worker import pachyderm_context
 from spark_jobs.features import FEATURE_COLUMNS
 from spark_jobs.tracking import TrackingUnavailable, check_tracking_server
 from spark_jobs.train import TrainConfig, TrainingError, main, train_model
-from spark_jobs.worker_env import pachyderm_context
 
 pytestmark = pytest.mark.spark
 

@@ -45,6 +45,8 @@ class PachdEndpoint:
     auth_token: str | None = None
     project: str = DEFAULT_PROJECT
     source: str = ""
+    # what set ``project`` (the task's argument, the connection's extra); "" = pachd's default
+    project_from: str = ""
 
     @property
     def address(self) -> str:
@@ -136,9 +138,11 @@ class PachydermHook(BaseHook):
                 auth_token=os.environ.get("PACH_PYTHON_AUTH_TOKEN") or None,
                 project=self._project_override or DEFAULT_PROJECT,
                 source="PACHD_ADDRESS",
+                project_from=self._project_from({}),
             )
         extra = conn.extra_dejson
         project = self._project_override or extra.get("project") or DEFAULT_PROJECT
+        project_from = self._project_from(extra)
         token = conn.password or None
         if extra.get("kubernetes_conn_id"):
             host, port = self._resolve_kubernetes_service(extra)
@@ -149,6 +153,7 @@ class PachydermHook(BaseHook):
                 auth_token=token,
                 project=project,
                 source=f"connection {self.pachyderm_conn_id!r} via Kubernetes {extra['kubernetes_conn_id']!r}",
+                project_from=project_from,
             )
         if not conn.host:
             raise PachydermConnectionError(f"Airflow connection {self.pachyderm_conn_id!r} has no host")
@@ -163,7 +168,15 @@ class PachydermHook(BaseHook):
             auth_token=token,
             project=project,
             source=f"connection {self.pachyderm_conn_id!r}",
+            project_from=project_from,
         )
+
+    def _project_from(self, extra: dict[str, Any]) -> str:
+        if self._project_override:
+            return "the task's project argument"
+        if extra.get("project"):
+            return f"the 'project' extra of connection {self.pachyderm_conn_id!r}"
+        return ""
 
     def _find_connection(self):
         from pachflow.hooks.connections import find_connection
@@ -202,7 +215,13 @@ class PachydermHook(BaseHook):
 
     @property
     def project(self) -> str:
+        """The task's project: its ``project`` argument, else the connection's extra, else ``default``."""
         return self.endpoint.project
+
+    @property
+    def project_is_explicit(self) -> bool:
+        """True when the project was set by the task or the connection (not pachd's ``default``)."""
+        return bool(self.endpoint.project_from)
 
     # -- client -------------------------------------------------------------------------------
     @cached_property

@@ -14,26 +14,30 @@ from pachflow.links import MLflowRunLink, PachydermCommitLink
 class PachydermRecordLineageOperator(BaseOperator):
     """Record lineage of the training commit in ``commit_set`` (default: the branch head of ``train_repo``).
 
-    Reads the MLflow run id from the training output commit, walks provenance back to
-    ``raw_repo``, then writes: XCom ``lineage``, MLflow run tags, a registered model version
-    (registered once per run) with the same tags, the ``alias`` on that version, and metadata
-    on the training commit. Retry-safe. An empty ``commit_set`` (nothing was trained) skips.
+    Reads the MLflow run id from the training output commit, walks its provenance (every input
+    repo, joins and crosses included), then writes: XCom ``lineage``, MLflow run tags, a
+    registered version of ``model_name`` (once per run) with the same tags, ``alias`` on that
+    version when given, and metadata on the training commit. Retry-safe. An empty
+    ``commit_set`` (nothing was trained) skips.
 
+    :param train_repo: the training pipeline's output repo (required).
+    :param model_name: registered MLflow model to version (required, templated).
+    :param alias: alias to move to the new version (templated); None = no alias.
     :param commit_set: commit set of the training job (templated); ``None`` = head of ``train_repo``.
+    :param project: Pachyderm project; default the connection's.
     """
 
-    template_fields: Sequence[str] = ("commit_set", "model_name", "alias", "project")
+    template_fields: Sequence[str] = ("commit_set", "train_repo", "model_name", "alias", "project")
     ui_color = "#ffe0b3"
     operator_extra_links = (MLflowRunLink(), PachydermCommitLink())
 
     def __init__(
         self,
         *,
+        train_repo: str,
+        model_name: str,
+        alias: str | None = None,
         commit_set: str | None = None,
-        train_repo: str = "ml_train",
-        raw_repo: str = "raw_data",
-        model_name: str = "fraud-detector",
-        alias: str | None = "champion",
         project: str | None = None,
         pachyderm_conn_id: str = "pachyderm_default",
         mlflow_conn_id: str = "mlflow_default",
@@ -42,13 +46,20 @@ class PachydermRecordLineageOperator(BaseOperator):
         super().__init__(**kwargs)
         self.commit_set = commit_set
         self.train_repo = train_repo
-        self.raw_repo = raw_repo
         self.model_name = model_name
         self.alias = alias
         self.project = project
         self.pachyderm_conn_id = pachyderm_conn_id
         self.mlflow_conn_id = mlflow_conn_id
         self._record: dict[str, Any] = {}
+
+    def _required(self, name: str) -> str:
+        value = str(getattr(self, name) or "").strip()
+        if not value or value == "None":
+            from pachflow.exceptions import ConfigurationError
+
+            raise ConfigurationError(f"{self.task_id}: parameter {name} rendered empty; give the {name}")
+        return value
 
     def execute(self, context: Context) -> dict[str, Any]:
         from pachyderm_sdk.api import pfs
@@ -58,6 +69,8 @@ class PachydermRecordLineageOperator(BaseOperator):
         from pachflow.lineage import record_lineage, render_tree
         from pachflow.links import persist_commit_link, persist_mlflow_link
 
+        train_repo, model_name = self._required("train_repo"), self._required("model_name")
+        alias = str(self.alias or "").strip() or None
         hook = PachydermHook(self.pachyderm_conn_id, project=self.project or None)
         client = hook.get_conn()
         commit_set = self.commit_set
@@ -65,7 +78,7 @@ class PachydermRecordLineageOperator(BaseOperator):
             raise AirflowSkipException("No training commit to record: nothing was trained in this run")
         if commit_set is None:
             branch = pfs.Branch(
-                repo=pfs.Repo(name=self.train_repo, type="user", project=pfs.Project(name=hook.project)),
+                repo=pfs.Repo(name=train_repo, type="user", project=pfs.Project(name=hook.project)),
                 name="master",
             )
             commit_set = hook.call(client.pfs.inspect_branch, branch=branch).head.id
@@ -80,10 +93,9 @@ class PachydermRecordLineageOperator(BaseOperator):
             commit_set=str(commit_set),
             dag_id=context["dag"].dag_id,
             airflow_run_id=context["run_id"],
-            train_repo=self.train_repo,
-            raw_repo=self.raw_repo,
-            model_name=self.model_name,
-            alias=self.alias or None,
+            train_repo=train_repo,
+            model_name=model_name,
+            alias=alias,
         )
         self._record = record
         self.log.info("Lineage:\n%s", render_tree(record))
@@ -94,7 +106,7 @@ class PachydermRecordLineageOperator(BaseOperator):
             experiment_id=record["mlflow_experiment_id"],
             run_id=record["mlflow_run_id"],
         )
-        persist_commit_link(context, hook, self.train_repo, record["commit_set"])
+        persist_commit_link(context, hook, train_repo, record["commit_set"])
         return record
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
@@ -104,5 +116,6 @@ class PachydermRecordLineageOperator(BaseOperator):
         if not rec:
             return None
         ns = rec["pachyderm_address"].replace("grpcs://", "pachyderm://").replace("grpc://", "pachyderm://")
-        inputs = [f"{rec['project']}/{repo}@{cid}" for repo, cid in rec["commits"].items()]
+        commits = [n for n in rec["graph"]["nodes"] if n["kind"] == "commit"]
+        inputs = [f"{n['project']}/{n['repo']}@{n['commit']}" for n in commits]
         return operator_lineage(ns, inputs=inputs)

@@ -36,6 +36,9 @@ class PachydermApplyPipelinesOperator(BaseOperator):
     :param reprocess_on_change: True, or names of pipelines, whose spec changes reprocess every datum
         (Pachyderm skips unchanged datums after a plain update: a new hyper-parameter would not retrain).
     :param create_input_repos: create input repos that do not exist yet.
+    :param project: Pachyderm project of specs that name none (templated); default: the connection's
+        ``project`` extra, else ``default``. A spec whose ``pipeline.project`` names another project
+        than this one (or the connection's) is an error naming both; a missing project is created.
     """
 
     template_fields: Sequence[str] = ("specs", "env", "reprocess", "project")
@@ -80,7 +83,14 @@ class PachydermApplyPipelinesOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from pachflow.hooks.pachyderm import PachydermHook
-        from pachflow.pipelines import SecretEnv, apply_pipelines, load_spec, spec_files, with_overrides
+        from pachflow.pipelines import (
+            SecretEnv,
+            apply_pipelines,
+            choose_project,
+            load_spec,
+            spec_files,
+            with_overrides,
+        )
 
         hook = PachydermHook(self.pachyderm_conn_id, project=self.project or None)
         client = hook.get_conn()
@@ -108,7 +118,18 @@ class PachydermApplyPipelinesOperator(BaseOperator):
                     "username": credentials["MLFLOW_TRACKING_USERNAME"],
                     "password": credentials["MLFLOW_TRACKING_PASSWORD"],
                 }
-        specs = [with_overrides(s, project=hook.project, env=env, secret_env=secret_env) for s in raw]
+        explicit = hook.project if hook.project_is_explicit else None
+        specs = [
+            with_overrides(
+                spec,
+                project=choose_project(
+                    spec, path, explicit=explicit, explicit_from=hook.endpoint.project_from
+                ),
+                env=env,
+                secret_env=secret_env,
+            )
+            for spec, path in zip(raw, files, strict=True)
+        ]
         self.log.info(
             "Applying %d pipeline specs from %s to pachd at %s",
             len(specs),
@@ -119,12 +140,13 @@ class PachydermApplyPipelinesOperator(BaseOperator):
             apply_pipelines,
             client,
             specs,
-            project=hook.project,
             reprocess=self._reprocess(),
             reprocess_on_change=self.reprocess_on_change,
             create_input_repos=self.create_input_repos,
             secrets=secrets,
         )
         context["ti"].xcom_push(key="commit_set", value=result.commit_sets[-1] if result.commit_sets else "")
+        if result.created_projects:
+            self.log.info("Created Pachyderm projects: %s", ", ".join(result.created_projects))
         self.log.info("Pipelines: %s", result.actions)
         return result.to_dict()

@@ -10,8 +10,10 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
+from pachflow.exceptions import PachydermNotFound
 from pachflow.links import PachydermCommitLink
 from pachflow.triggers.pachyderm import PachydermCommitTrigger
+from pachflow.waiting import FAILED, SUCCESS, CommitTarget, WaitEvent
 
 EMPTY = ("", "None", "none", "null")
 
@@ -24,13 +26,22 @@ class PachydermCommitSensor(BaseSensorOperator):
     the tail of its logs in the task log. Deferrable by default; the trigger waits server-side.
 
     :param repo: repo to watch (templated).
+    A ``repo`` or ``project`` that does not exist fails the task, naming them (a wrong project on
+    the connection must not look like "nothing to do"). The task is skipped only when the
+    commit set exists and does not reach ``repo``, or when nothing new upstream gave a commit set
+    (an empty ``commit_set``); a commit set that never appears fails the task too.
+
+    Returns (XCom) ``{"repo", "project", "commit_id", "commit_set", "job"}``: ``commit_set`` equals
+    ``commit_id`` (a commit's id is its commit set's), kept for templates such as
+    ``.get('commit_set')``; ``job`` is the job summary or None for a plain repo.
+
     :param commit_set: global commit-set id (templated). ``None`` waits for the branch head;
         an empty rendered value (nothing new upstream) skips the task.
     :param branch: branch whose head to wait for when ``commit_set`` is ``None`` (templated).
     :param project: Pachyderm project; default: the connection's project (templated).
-    :param missing_grace: seconds to wait for the commit to appear before deciding that the
-        commit set does not touch ``repo`` (the task is then skipped). Only used while the commit
-        set itself is not visible yet: once it exists, a repo without a commit in it is skipped at once.
+    :param missing_grace: seconds to wait for the commit set (or, without one, the branch) to
+        appear; still missing after that, the task fails. Once the commit set exists, a repo
+        without a commit in it is skipped at once.
     :param progress_interval: seconds between datum-progress log lines.
     :param deferrable: defer to the triggerer instead of poking. Default True; set
         ``[pachflow] default_deferrable = False`` (``AIRFLOW__PACHFLOW__DEFAULT_DEFERRABLE``) to poke
@@ -68,6 +79,7 @@ class PachydermCommitSensor(BaseSensorOperator):
         self.progress_interval = progress_interval
         self.log_tail_lines = log_tail_lines
         self.deferrable = deferrable
+        self._ol: dict[str, Any] = {}
 
     # -- helpers ------------------------------------------------------------------------------
     def _hook(self):
@@ -75,12 +87,20 @@ class PachydermCommitSensor(BaseSensorOperator):
 
         return PachydermHook(self.pachyderm_conn_id, project=self.project or None)
 
-    def _resolve(self, hook: Any):
-        from pachflow.waiting import CommitNotFound, commit_set_exists, resolve_target
+    def _resolve(self, hook: Any) -> CommitTarget:
+        from pachflow.waiting import CommitNotFound, commit_set_exists, require_repo, resolve_target
 
         commit_set = None if self.commit_set is None else str(self.commit_set).strip()
         if commit_set is not None and commit_set in EMPTY:
             raise AirflowSkipException(f"No commit set to wait for on {self.repo}: nothing new upstream")
+        try:
+            hook.call(require_repo, hook.client, hook.project, self.repo)
+        except PachydermNotFound as err:
+            origin = hook.endpoint.project_from or (
+                f"none: neither the task nor connection {self.pachyderm_conn_id!r} sets a project, so pachd's "
+                "default applies"
+            )
+            raise PachydermNotFound(f"{err} (project set by {origin})") from err
         deadline = time.monotonic() + self.missing_grace
         while True:
             try:
@@ -93,51 +113,56 @@ class PachydermCommitSensor(BaseSensorOperator):
                     branch=self.branch,
                 )
             except CommitNotFound as err:
-                if time.monotonic() >= deadline or (
-                    commit_set and hook.call(commit_set_exists, hook.client, commit_set)
-                ):
+                if commit_set and hook.call(commit_set_exists, hook.client, commit_set):
                     raise AirflowSkipException(f"{err}: this change does not reach {self.repo}") from err
+                if time.monotonic() >= deadline:
+                    if commit_set:
+                        raise PachydermNotFound(
+                            f"commit set {commit_set} does not exist (waited {self.missing_grace:g} s for it)"
+                        ) from err
+                    raise
                 time.sleep(min(1.0, self.missing_grace))
 
-    def _finish(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+    def _finish(self, context: Context, event: WaitEvent) -> dict[str, Any]:
         """Turn a final check/trigger event into the task result, or fail with the job's details."""
         from pachflow.links import persist_commit_link
+        from pachflow.openlineage import namespace
 
-        status = event.get("status")
-        target = event.get("target") or {}
-        uri = f"{target.get('project')}/{target.get('repo')}@{target.get('commit_id')}"
-        if status == "success":
-            job = event.get("job")
+        target, job = event.target, event.job
+        if event.status == SUCCESS:
             if job:
                 self.log.info(
                     "%s finished: job %s, %s/%s datums processed, %s skipped",
-                    uri,
+                    target.uri,
                     job["state"],
                     job["data_processed"],
                     job["data_total"],
                     job["data_skipped"],
                 )
             else:
-                self.log.info("%s finished", uri)
-            persist_commit_link(context, self._hook(), target.get("repo"), target.get("commit_id"))
+                self.log.info("%s finished", target.uri)
+            hook = self._hook()
+            persist_commit_link(context, hook, target.repo, target.commit_id, project=target.project)
+            self._ol = {"ns": namespace(hook.endpoint.host, hook.endpoint.port), "target": target}
             return {
-                "repo": target.get("repo"),
-                "project": target.get("project"),
-                "commit_id": target.get("commit_id"),
-                "commit_set": target.get("commit_id"),
+                "repo": target.repo,
+                "project": target.project,
+                "commit_id": target.commit_id,
+                "commit_set": target.commit_id,
                 "job": job,
             }
-        if status == "failed":
-            tail = event.get("log_tail") or []
-            self.log.error("%s failed: %s", uri, event.get("reason"))
-            if tail:
-                self.log.error("Last %d log lines of the job:\n%s", len(tail), "\n".join(tail))
+        if event.status == FAILED:
+            self.log.error("%s failed: %s", target.uri, event.reason)
+            if event.log_tail:
+                self.log.error(
+                    "Last %d log lines of the job:\n%s", len(event.log_tail), "\n".join(event.log_tail)
+                )
             # A terminal job does not change on retry: fail the task without retries.
             raise AirflowFailException(
-                f"Pachyderm job behind {uri} failed ({(event.get('job') or {}).get('state', 'commit error')}): "
-                f"{event.get('reason')}"
+                f"Pachyderm job behind {target.uri} failed ({(job or {}).get('state', 'commit error')}): "
+                f"{event.reason}"
             )
-        raise AirflowException(f"Waiting for {uri} ended with {status}: {event.get('message')}")
+        raise AirflowException(f"Waiting for {target.uri} ended with {event.status}: {event.message}")
 
     # -- sensor protocol ----------------------------------------------------------------------
     def poke(self, context: Context) -> PokeReturnValue:
@@ -145,12 +170,12 @@ class PachydermCommitSensor(BaseSensorOperator):
 
         hook = self._hook()
         target = self._resolve(hook)
-        state = hook.call(waiting.check, hook.client, target)
-        if state["status"] == "running":
-            if state.get("job"):
-                self.log.info("%s", waiting.progress_line(target, state["job"]))
+        event = hook.call(waiting.check, hook.client, target)
+        if not event.done:
+            if event.job:
+                self.log.info("%s", waiting.progress_line(target, event.job))
             return PokeReturnValue(is_done=False)
-        return PokeReturnValue(is_done=True, xcom_value=self._finish(context, state))
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(context, event))
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
@@ -160,11 +185,11 @@ class PachydermCommitSensor(BaseSensorOperator):
         hook = self._hook()
         hook.check_connection()
         target = self._resolve(hook)
-        state = hook.call(waiting.check, hook.client, target)
-        if state["status"] != "running":
-            return self._finish(context, state)
-        if state.get("job"):
-            self.log.info("%s", waiting.progress_line(target, state["job"]))
+        event = hook.call(waiting.check, hook.client, target)
+        if event.done:
+            return self._finish(context, event)
+        if event.job:
+            self.log.info("%s", waiting.progress_line(target, event.job))
         self.log.info("Deferring: the triggerer waits server-side for %s", target.uri)
         self.defer(
             trigger=PachydermCommitTrigger(
@@ -181,8 +206,25 @@ class PachydermCommitSensor(BaseSensorOperator):
             timeout=timedelta(seconds=self.timeout),
         )
 
+    def openlineage_datasets(self) -> dict[str, list[str]]:
+        """Dataset names of the last run: ``inputs`` = the finished ``project/repo@commit``."""
+        from pachflow.openlineage import dataset_name
+
+        target = self._ol.get("target")
+        return {
+            "inputs": [dataset_name(target.project, target.repo, target.commit_id)] if target else [],
+            "outputs": [],
+        }
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from pachflow.openlineage import operator_lineage
+
+        if not self._ol:
+            return None
+        return operator_lineage(self._ol["ns"], **self.openlineage_datasets())
+
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger fired; everything needed is in ``event``."""
         if not event:
             raise AirflowException("Pachyderm commit trigger ended without an event")
-        return self._finish(context, event)
+        return self._finish(context, WaitEvent.from_dict(event))

@@ -9,6 +9,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from pachflow.waiting import ERROR, TIMEOUT, CommitTarget, WaitEvent
+
 WAIT_RETRY_SECONDS = 300.0  # how long a wait keeps retrying while pachd is unreachable
 
 
@@ -17,8 +19,9 @@ class PachydermCommitTrigger(BaseTrigger):
 
     The wait is a blocking ``InspectJob(wait=True)`` / ``InspectCommit(wait=FINISHED)`` in a thread
     on its own gRPC channel (closed on deadline or cancel, which ends the call). Meanwhile the
-    job's datum progress is logged every ``progress_interval`` seconds. The event payload holds
-    everything the sensor needs to resume (``airflow dags test`` drops ``defer(kwargs=...)``).
+    job's datum progress is logged every ``progress_interval`` seconds. The event payload is a
+    :class:`pachflow.waiting.WaitEvent` as a dict (``WaitEvent.to_dict``): everything the sensor
+    needs to resume (``airflow dags test`` drops ``defer(kwargs=...)``).
 
     :param timeout_s: own deadline; ``airflow dags test`` ignores the defer timeout.
     """
@@ -60,9 +63,7 @@ class PachydermCommitTrigger(BaseTrigger):
             },
         )
 
-    def _target(self):
-        from pachflow.waiting import CommitTarget
-
+    def _target(self) -> CommitTarget:
         return CommitTarget(
             project=self.project, repo=self.repo, commit_id=self.commit_id, pipeline=self.pipeline
         )
@@ -75,21 +76,21 @@ class PachydermCommitTrigger(BaseTrigger):
         retry_for = WAIT_RETRY_SECONDS if self.timeout_s is None else min(WAIT_RETRY_SECONDS, self.timeout_s)
         return PachydermHook(self.pachyderm_conn_id, project=self.project, retry_for_seconds=retry_for)
 
-    def _wait(self, hook: Any) -> dict[str, Any]:
+    def _wait(self, hook: Any) -> WaitEvent:
         from pachflow import waiting
 
-        result = hook.call(waiting.wait, hook.client, self._target())
-        if result["status"] == "failed" and self.pipeline:
-            result["log_tail"] = waiting.log_tail(hook.client, self._target(), self.log_tail_lines)
-        return result
+        event = hook.call(waiting.wait, hook.client, self._target())
+        if event.status == waiting.FAILED and self.pipeline:
+            event = event.with_log_tail(waiting.log_tail(hook.client, self._target(), self.log_tail_lines))
+        return event
 
     def _progress(self, hook: Any) -> str | None:
         from pachflow import waiting
 
         if not self.pipeline:
             return None
-        state = waiting.check(hook.client, self._target())
-        return waiting.progress_line(self._target(), state["job"]) if state.get("job") else None
+        event = waiting.check(hook.client, self._target())
+        return waiting.progress_line(self._target(), event.job) if event.job else None
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         target = self._target()
@@ -108,18 +109,12 @@ class PachydermCommitTrigger(BaseTrigger):
                 done, _ = await asyncio.wait({wait_task}, timeout=step)
                 if done:
                     event = wait_task.result()
-                    self.log.info("%s: %s", target.uri, event["status"])
-                    yield TriggerEvent(event)
+                    self.log.info("%s: %s", target.uri, event.status)
+                    yield TriggerEvent(event.to_dict())
                     return
                 if deadline is not None and time.monotonic() >= deadline:
-                    yield TriggerEvent(
-                        {
-                            "status": "timeout",
-                            "target": target.to_dict(),
-                            "commit_id": self.commit_id,
-                            "message": f"{target.uri} not finished after {self.timeout_s} s",
-                        }
-                    )
+                    message = f"{target.uri} not finished after {self.timeout_s} s"
+                    yield TriggerEvent(WaitEvent(TIMEOUT, target, message=message).to_dict())
                     return
                 try:
                     line = await asyncio.to_thread(self._progress, progress)
@@ -129,14 +124,7 @@ class PachydermCommitTrigger(BaseTrigger):
                     self.log.info("%s", line)
                     last_line = line
         except Exception as err:
-            yield TriggerEvent(
-                {
-                    "status": "error",
-                    "target": target.to_dict(),
-                    "commit_id": self.commit_id,
-                    "message": f"{type(err).__name__}: {err}",
-                }
-            )
+            yield TriggerEvent(WaitEvent(ERROR, target, message=f"{type(err).__name__}: {err}").to_dict())
         finally:
             for hook in (waiter, progress):
                 if hook is not None:
