@@ -4,7 +4,8 @@ The second shape next to fraud_detection: project ``research``, inputs ``events`
 joined by ``features``, a scikit-learn ``churn_model`` trainer on ``pachflow.worker``, model
 ``churn-scorer`` with alias ``production``. Scenario, in order:
 1. first day: one commit set for both inputs, one job per pipeline, one MLflow run; XCom
-   ``lineage``, run tags, model version and commit metadata agree;
+   ``lineage``, run tags, model version and commit metadata agree; the same data again: the
+   push is skipped and nothing after it runs;
 2. second day: only the new day's datum is processed by ``features``; version 2 is production;
 3. lineage both ways: the run finds the commits of both inputs; a commit of either input
    finds the run and its model version (API and ``pachflow lineage`` CLI);
@@ -142,6 +143,13 @@ def test_churn_model_end_to_end(stack, capsys):
     )
     meta = client.pfs.inspect_commit(commit=pfs.Commit(repo=_repo("churn_model"), id=c1)).metadata
     assert meta["mlflow.run_id"] == run1 and meta["mlflow.model_version"] == "1"
+
+    # nothing new: the push is skipped and so is everything after it; no job, no run
+    dr = _run("churn_model", conf)
+    states = _states(dr)
+    assert states.pop("apply_pipelines") == "success" and set(states.values()) == {"skipped"}, states
+    assert all(len(jobs) == 2 for jobs in _job_ids(client).values())
+    assert len(mlflow_client.search_runs([run.info.experiment_id])) == 1
 
     # 2. a second day: features processes only the new day; version 2 becomes production
     add_day("2026-01-02")
