@@ -165,8 +165,14 @@ def log_training_input(features: pd.DataFrame, input_name: str) -> None:
 
 
 def _env(name: str, default: Any) -> Any:
+    """``transform.env`` setting ``name`` as the type of ``default``; blank = ``default``."""
     value = os.environ.get(name, "").strip()
-    return type(default)(value) if value else default
+    if not value:
+        return default
+    try:
+        return type(default)(value)
+    except ValueError:
+        raise TrainingError(f"{name}={value!r} is not a valid {type(default).__name__}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,8 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout)
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         config = TrainConfig(
             logreg_c=args.logreg_c,
             max_iter=args.max_iter,
@@ -198,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
         )
         features = load_features(args.input)
-    except (TrainingError, ValueError) as exc:
+    except ValueError as exc:  # a TrainingError, or a CSV pandas cannot parse
         log.error("%s", exc)
         return 1
     import mlflow

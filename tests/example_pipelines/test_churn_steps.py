@@ -128,3 +128,10 @@ def test_trainer_options_default_to_the_pipeline_env(monkeypatch):
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "churn-x")
     args = train.build_parser().parse_args(["--input", "/pfs/features", "--output", "/pfs/out"])
     assert (args.logreg_c, args.experiment, args.max_iter) == (0.3, "churn-x", 200)
+
+
+def test_trainer_names_a_bad_env_setting(monkeypatch, tmp_path):
+    monkeypatch.setenv("MAX_ITER", "many")
+    with pytest.raises(train.TrainingError, match="MAX_ITER='many' is not a valid int"):
+        train.build_parser()
+    assert train.main(["--input", str(tmp_path), "--output", str(tmp_path / "out")]) == 1
