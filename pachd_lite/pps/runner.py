@@ -49,6 +49,7 @@ from pathlib import Path
 from pachyderm_sdk.api import pps
 
 __all__ = [
+    "TOKEN_ENV_VARS",
     "RunResult",
     "UserProcess",
     "job_env",
@@ -64,6 +65,7 @@ log = logging.getLogger(__name__)
 # "/pfs" as a path prefix: not preceded by a path character, followed by "/" or a non-name char.
 _PFS_PREFIX = re.compile(r"(?<![\w./~-])/pfs(?=/|$|[^\w.-])")
 DOTENV_ENV_VAR = "PACHD_LITE_DOTENV"
+TOKEN_ENV_VARS = ("PACH_PYTHON_AUTH_TOKEN", "PACH_TOKEN")  # where user code gets the auth token
 
 
 def map_pfs_paths(text: str, sandbox: Path | str) -> str:
@@ -109,7 +111,8 @@ def job_env(
             str(pachd_address[1]),
         )
     if auth_token:
-        env["PACH_PYTHON_AUTH_TOKEN"] = env["PACH_TOKEN"] = auth_token
+        for key in TOKEN_ENV_VARS:
+            env[key] = auth_token
     return env
 
 

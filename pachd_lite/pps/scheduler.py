@@ -519,7 +519,7 @@ class JobRunner:
 
                 result = run_batched(
                     spec.transform, env, sandbox, remaining, prepare, finish, on_log,
-                    datum_timeout=timeout, cancel=self.cancel,
+                    datum_timeout=timeout, cancel=self.cancel, admin_token=self.s.auth_token,
                 )  # fmt: skip
                 shutil.rmtree(sandbox, ignore_errors=True)
                 retry: list[Datum] = []

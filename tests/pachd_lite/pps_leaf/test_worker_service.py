@@ -152,12 +152,28 @@ def test_status_and_cancel_rpcs_answer_the_sdk_stub(h: Harness):
         if line.startswith("warming up once on port "):
             seen["port"] = int(line.rsplit(" ", 1)[1])
         if line == "processed 1":
-            stub = WorkerStub(grpc.insecure_channel(f"localhost:{seen['port']}"))
-            seen["status"] = stub.status()
-            seen["cancel_other"] = stub.cancel(job_id="other-job").success
+            channel = grpc.insecure_channel(f"localhost:{seen['port']}")
+            with pytest.raises(grpc.RpcError) as err:  # not the user code, no token: refused
+                WorkerStub(channel).status()
+            seen["anonymous"] = err.value.code()
+            admin = grpc.intercept_channel(channel, _WithToken("admin-secret"))
+            seen["status"] = WorkerStub(admin).status()
+            seen["cancel_other"] = WorkerStub(admin).cancel(job_id="other-job").success
 
     t = pps.Transform(cmd=["python3", str(h.script), "/pfs/out"], datum_batching=True)
-    r = run_batched(t, {"PACH_JOB_ID": "job1"}, h.sandbox, [1, 2], h.prepare, h.finish, probe)
+    env = {"PACH_JOB_ID": "job1", "PACH_TOKEN": "admin-secret"}
+    r = run_batched(t, env, h.sandbox, [1, 2], h.prepare, h.finish, probe, admin_token="admin-secret")
     assert r.ok, r
+    assert seen["anonymous"] == grpc.StatusCode.UNAUTHENTICATED
     assert seen["status"].job_id == "job1"
     assert seen["cancel_other"] is False
+    assert "admin-secret" not in (h.sandbox / "pfs" / ".env").read_text()
+
+
+class _WithToken(grpc.UnaryUnaryClientInterceptor):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def intercept_unary_unary(self, continuation, details, request):
+        details = details._replace(metadata=[*(details.metadata or []), ("authn-token", self.token)])
+        return continuation(details, request)
