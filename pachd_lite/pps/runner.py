@@ -22,6 +22,13 @@ Public API (stable; the PPS core calls it):
         A started user process (used directly by datum batching): .pid, .poll(), .wait(t),
         .kill(), .returncode, .log_tail. With python_dotenv_shim=True, pachyderm_sdk's hard-coded
         /pfs/.env (datum batching) is redirected to <sandbox>/pfs/.env (see _SITECUSTOMIZE).
+        When it ends, everything it started ends too: its process group, every descendant seen
+        while it ran, and (after become_subreaper()) any orphan it left, even one that called
+        setsid() — nothing it started outlives the datum and writes to a sandbox or an output.
+    become_subreaper() -> bool
+        Linux PR_SET_CHILD_SUBREAPER: orphaned descendants of user code are re-parented to this
+        process instead of init, so they can be found and stopped. The server calls it once;
+        only then are children that are not a running UserProcess treated as leftovers.
     write_dotenv(sandbox, env) -> Path   writes <sandbox>/pfs/.env (values /pfs-mapped).
     map_pfs_paths(text, sandbox) -> str
 
@@ -33,25 +40,31 @@ is set unless given, so Python user code's prints reach the logs while it runs.
 
 from __future__ import annotations
 
+import array
 import collections
+import ctypes
+import fcntl
 import logging
 import os
 import re
 import signal
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 from pachyderm_sdk.api import pps
 
 __all__ = [
     "TOKEN_ENV_VARS",
     "RunResult",
     "UserProcess",
+    "become_subreaper",
     "job_env",
     "map_pfs_paths",
     "run_err_cmd",
@@ -141,6 +154,62 @@ def write_dotenv(sandbox: Path | str, env: Mapping[str, str]) -> Path:
     tmp.write_text("".join(lines))
     os.replace(tmp, path)
     return path
+
+
+_LINE_MAX = 1 << 16
+_PR_SET_CHILD_SUBREAPER = 36
+_SAMPLE_EVERY = 0.5  # seconds between looks at a running user process's descendants
+_family_lock = threading.Lock()  # a new user process is registered before any sweep can see it
+_leaders: set[int] = set()  # pids of running UserProcesses (this process's legitimate children)
+_subreaper = False
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (see module docstring); False where prctl is unavailable."""
+    global _subreaper
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    _subreaper = True
+    return True
+
+
+def _kill_tree(proc: psutil.Process) -> None:
+    try:
+        members = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        members = [proc]
+    for member in members:
+        try:
+            member.kill()  # psutil refuses if the pid now belongs to another process
+        except psutil.Error:
+            pass
+
+
+def _sweep_orphans() -> None:
+    """Kill and reap children of this (subreaper) process that are no running UserProcess."""
+    if not _subreaper:
+        return
+    with _family_lock:
+        try:
+            children = psutil.Process().children()
+        except psutil.Error:
+            return
+        strays = [c for c in children if c.pid not in _leaders]
+        for child in strays:
+            _kill_tree(child)
+    for child in strays:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(child.pid, os.WNOHANG)[0]:
+                    break
+            except ChildProcessError:
+                break
+            time.sleep(0.01)
 
 
 # A known difference from pachd, documented for users: pachyderm_sdk's datum batching loads the
@@ -240,16 +309,21 @@ class UserProcess:
         workdir = map_pfs_paths(cwd, self.sandbox) if cwd else str(self.sandbox)
         stdin_data = [map_pfs_paths(line, self.sandbox) for line in stdin_lines]
         self.started = time.monotonic()
-        self._proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE if stdin_data else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            env=full_env,
-            start_new_session=True,  # own process group: kill() takes children (e.g. a JVM) too
-        )
+        with _family_lock:
+            self._proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE if stdin_data else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
+                env=full_env,
+                start_new_session=True,  # own process group: kill() takes children (e.g. a JVM) too
+            )
+            _leaders.add(self._proc.pid)
         self.pid = self._proc.pid
+        self._busy = False
+        self._descendants: dict[int, psutil.Process] = {}
+        self._sampled = 0.0
         self._reader = threading.Thread(target=self._pump, name=f"user-log-{self.pid}", daemon=True)
         self._reader.start()
         if stdin_data:
@@ -265,9 +339,39 @@ class UserProcess:
 
     def _pump(self) -> None:
         assert self._proc.stdout is not None
-        for raw in iter(lambda: self._proc.stdout.readline(1 << 16), b""):
-            self.emit(raw.decode(errors="replace").rstrip("\r\n"))
+        fd = self._proc.stdout.fileno()
+        partial = b""
+        while True:
+            self._busy = False
+            chunk = os.read(fd, _LINE_MAX)  # unbuffered: what drain() cannot see is in the pipe
+            self._busy = True
+            if not chunk:
+                break
+            *lines, partial = (partial + chunk).split(b"\n")
+            if len(partial) >= _LINE_MAX:  # an endless line is logged in pieces
+                lines.append(partial)
+                partial = b""
+            for raw in lines:
+                self.emit(raw.decode(errors="replace").rstrip("\r"))
+        if partial:
+            self.emit(partial.decode(errors="replace").rstrip("\r"))
+        self._busy = False
         self._proc.stdout.close()
+
+    def drain(self, timeout: float = 0.2) -> None:
+        """Wait briefly until every line written so far was emitted (datum batching calls this
+        before switching datums, so a datum's last lines are attributed to it)."""
+        assert self._proc.stdout is not None
+        pending = array.array("i", [0])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                fcntl.ioctl(self._proc.stdout.fileno(), termios.FIONREAD, pending)
+            except (OSError, ValueError):
+                return  # the output is closed: everything was emitted
+            if not pending[0] and not self._busy:
+                return
+            time.sleep(0.002)
 
     def emit(self, line: str) -> None:
         """Record a log line (also used for pachd-lite's own messages about this process)."""
@@ -290,9 +394,21 @@ class UserProcess:
         try:
             code = self._proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            self._sample_descendants()
             return None
         self._finish()
         return code
+
+    def _sample_descendants(self) -> None:
+        now = time.monotonic()
+        if now - self._sampled < _SAMPLE_EVERY:
+            return
+        self._sampled = now
+        try:
+            for child in psutil.Process(self.pid).children(recursive=True):
+                self._descendants.setdefault(child.pid, child)
+        except psutil.Error:
+            pass
 
     def kill(self) -> None:
         """Kill the whole process group and wait for it."""
@@ -307,8 +423,13 @@ class UserProcess:
             pass
 
     def _finish(self) -> None:
-        # Background children still holding the output pipe die with the datum, as in a pod.
+        # Background children die with the datum, also those that left the process group.
         self._killpg()
+        for child in self._descendants.values():
+            _kill_tree(child)
+        with _family_lock:
+            _leaders.discard(self.pid)
+        _sweep_orphans()
         self._reader.join(timeout=5)
 
 

@@ -26,14 +26,13 @@ from pachyderm_sdk.api import pps
 from pachd_lite.errors import NotFound
 from pachd_lite.pfs import commits, files
 from pachd_lite.pfs.model import PfsContext
-from pachd_lite.pps import jobs
+from pachd_lite.pps import jobs, sandboxes
 from pachd_lite.pps import secrets as pipeline_secrets
 from pachd_lite.pps.datums import Datum, Match, PfsInputRef, compute_datums, datum_env
 from pachd_lite.pps.logs import LogStore
-from pachd_lite.pps.orphans import kill_orphaned_user_code
 from pachd_lite.pps.outputs import OutputError, collect_outputs
 from pachd_lite.pps.pipelines import PipelineRecord, find_pipeline
-from pachd_lite.pps.runner import job_env, run_err_cmd, run_transform
+from pachd_lite.pps.runner import become_subreaper, job_env, run_err_cmd, run_transform
 from pachd_lite.pps.worker_service import DatumState as BatchState
 from pachd_lite.pps.worker_service import run_batched
 
@@ -89,13 +88,16 @@ class Scheduler:
         self.auth_token = auth_token
         self.cap = max_parallelism or os.cpu_count() or 1
         self.slots = threading.BoundedSemaphore(self.cap)
-        self.sandbox_root = ctx.root / "sandboxes"
+        self.sandbox_root = ctx.root / "sandboxes"  # replaced by a folder outside the root at start
         self._running: dict[tuple[str, str], threading.Thread] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pps-scheduler", daemon=True)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
+        if not become_subreaper():
+            log.warning("cannot adopt orphaned user processes (no PR_SET_CHILD_SUBREAPER): "
+                        "a process user code detaches with setsid may outlive its datum")  # fmt: skip
         self.recover()
         self._thread.start()
 
@@ -106,11 +108,12 @@ class Scheduler:
         self._thread.join(5)
         for thread in list(self._running.values()):
             thread.join(5)
+        if not any(t.is_alive() for t in self._running.values()):
+            shutil.rmtree(self.sandbox_root, ignore_errors=True)
 
     def recover(self) -> None:
         """Unfinished jobs from before a crash start over; finished jobs are untouched."""
-        kill_orphaned_user_code(self.sandbox_root)
-        shutil.rmtree(self.sandbox_root, ignore_errors=True)
+        self.sandbox_root = sandboxes.open_area(self.ctx.root)
         with self.ctx.db.tx() as conn:
             rows = conn.execute(
                 "SELECT * FROM jobs WHERE state IN (?, ?, ?)", (jobs.STARTING, jobs.RUNNING, jobs.FINISHING)

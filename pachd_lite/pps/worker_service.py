@@ -173,6 +173,8 @@ class _Batch(Generic[D]):
 
     def next_datum(self, request: worker_api.NextDatumRequest, context: grpc.ServicerContext):
         self._authorize(context)
+        if self.proc is not None:
+            self.proc.drain()  # the finished datum's last log lines are still its own
         with self.lock:
             if self.current is not None:
                 self._finish_current(request.error or None)

@@ -5,14 +5,16 @@ Real servers (``pachd-lite serve`` subprocesses), real user-code subprocesses, t
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import grpc
+import psutil
 import pytest
-from pachyderm_sdk.api import pps
+from pachyderm_sdk.api import pfs, pps
 
 from tests.fixtures.pachd import unique_name
 from tests.pachd_lite.sdk_helpers import PY, code_of, create_pipeline, create_repo, job, put, read
@@ -137,3 +139,59 @@ def _wait_for_log(client, pipeline: str, prefix: str, timeout: float = 30) -> in
                 return int(line.message[len(prefix) :])
         time.sleep(0.1)
     raise AssertionError(f"no log line starting with {prefix!r} from {pipeline} in {timeout}s")
+
+
+# --- 4. user code cannot change a finished commit or climb into the store -------------------------------
+
+# Writes its output, leaves a detached process (own session, no pipes) holding a write fd on it
+# that rewrites it after the job ended, and looks for the storage root above its sandbox.
+TAMPER = """
+import os, time
+open('/pfs/out/result', 'w').write('original')
+fd = os.open('/pfs/out/result', os.O_WRONLY)
+pid = os.fork()
+if pid == 0:
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for std in (0, 1, 2):
+        os.dup2(devnull, std)
+    time.sleep(1.5)
+    os.pwrite(fd, b'TAMPERED', 0)
+    os._exit(0)
+here = os.path.abspath('/pfs/out')
+found = []
+while here != '/':
+    here = os.path.dirname(here)
+    found += [os.path.join(here, n) for n in ('pachd.sqlite', 'blobs') if os.path.exists(os.path.join(here, n))]
+print('daemon', pid, flush=True)
+print('sandbox', os.getcwd(), flush=True)
+print('found above the sandbox:', found, flush=True)
+"""
+
+
+def test_a_detached_process_cannot_change_a_finished_commit(pachd_factory):
+    server = pachd_factory()
+    client = server.client()
+    data, other = create_repo(client, "data"), create_repo(client, "other")
+    name = unique_name("tamper")
+    create_pipeline(client, name, {"pfs": {"repo": data, "glob": "/"}}, [PY, "-c", TAMPER])
+    commit = put(client, data, {"/x": b"x"})
+    info = job(client, name, commit.id)
+    assert info.state == pps.JobState.JOB_SUCCESS, info.reason
+    logs = [m.message for m in client.pps.get_logs(pipeline=pps.Pipeline(name=name))]
+    daemon = int(next(line for line in logs if line.startswith("daemon ")).split()[1])
+    sandbox = next(line for line in logs if line.startswith("sandbox ")).split(" ", 1)[1]
+    # the detached process died with its datum (it never got to write)
+    deadline = time.monotonic() + 5
+    while psutil.pid_exists(daemon) and psutil.Process(daemon).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, f"process {daemon} the user code detached still runs"
+        time.sleep(0.05)
+    time.sleep(1.6)  # past the moment it would have written
+    original = hashlib.blake2b(b"original", digest_size=32).digest()
+    assert read(client, f"{name}@{commit.id}:/result") == b"original"
+    assert client.pfs.inspect_file(file=pfs.File.from_uri(f"{name}@{commit.id}:/result")).hash == original
+    put(client, other, {"/same": b"original"})  # deduplicated onto the job's blob: still intact
+    assert read(client, f"{other}@master:/same") == b"original"
+    # the sandbox is outside the storage root: nothing of the store lies above it
+    assert not Path(sandbox).resolve().is_relative_to(server.root.resolve())
+    assert "found above the sandbox: []" in logs, logs

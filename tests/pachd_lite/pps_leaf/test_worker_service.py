@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -136,8 +137,16 @@ def test_datum_timeout_restarts_user_code_for_the_rest(h: Harness, tmp_path: Pat
 
 def test_cancel_kills_the_batch(h: Harness, tmp_path: Path):
     cancel = threading.Event()
-    threading.Timer(1.0, cancel.set).start()
-    r = h.run([1, 2, 3], env={"SLEEP_AT": "1", "SLEPT": str(tmp_path / "slept")}, cancel=cancel)
+    slept = tmp_path / "slept"
+
+    def cancel_once_datum_1_runs() -> None:  # not on a timer: a loaded machine starts slowly
+        deadline = time.monotonic() + 30
+        while not slept.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        cancel.set()
+
+    threading.Thread(target=cancel_once_datum_1_runs, daemon=True).start()
+    r = h.run([1, 2, 3], env={"SLEEP_AT": "1", "SLEPT": str(slept)}, cancel=cancel)
     assert "cancelled" in r.error
     assert r.outcomes[0].state == DatumState.FAILED
     assert [o.state for o in r.outcomes[1:]] == [DatumState.NOT_RUN] * 2
