@@ -48,25 +48,29 @@ def _pfs_path(out_dir: bytes, raw: bytes) -> str:
         ) from None
 
 
-def _source(raw: bytes, sandbox: bytes | None) -> bytes | None:
+def _source(raw: bytes, path: str, sandbox: bytes | None, owner: int | None) -> bytes | None:
     """What to copy for ``raw``: itself, a symlink's target, or None (skip: not a file)."""
     info = os.lstat(raw)
-    if stat.S_ISREG(info.st_mode):
-        return raw
-    if not stat.S_ISLNK(info.st_mode):
-        return None  # sockets, fifos, devices: nothing to store
-    target = os.path.realpath(raw)
-    try:
-        if not stat.S_ISREG(os.stat(target).st_mode):
-            return None
-    except OSError:
-        return None  # dangling
-    if sandbox is not None and not target.startswith(sandbox + b"/"):
+    source = raw
+    if stat.S_ISLNK(info.st_mode):
+        source = os.path.realpath(raw)
+        try:
+            info = os.stat(source)
+        except OSError:
+            return None  # dangling
+        if sandbox is not None and not source.startswith(sandbox + b"/"):
+            raise OutputError(
+                f"output file /pfs/out{path} is a symlink out of the sandbox ({_shown(source)}); "
+                "user code running as another user may only link to files under /pfs"
+            )
+    if not stat.S_ISREG(info.st_mode):
+        return None  # directories behind links, sockets, fifos, devices: nothing to store
+    if owner is not None and info.st_uid != owner and not info.st_mode & stat.S_IROTH:
+        # a hard link to a file the user could not read: pachd-lite (root) must not read it for them
         raise OutputError(
-            f"output file /pfs/out/{_shown(os.path.basename(raw))} is a symlink out of the sandbox "
-            f"({_shown(target)}); user code running as another user may only link inside /pfs"
+            f"output file /pfs/out{path} is a file user code may not read (owner uid {info.st_uid})"
         )
-    return target
+    return source
 
 
 def _copy_in(ctx: PfsContext, source: bytes) -> tuple[str, int]:
@@ -82,22 +86,25 @@ def _copy_in(ctx: PfsContext, source: bytes) -> tuple[str, int]:
         raise
 
 
-def collect_outputs(ctx: PfsContext, out_dir: Path, confine_symlinks_to: Path | None = None) -> list[Entry]:
+def collect_outputs(
+    ctx: PfsContext, out_dir: Path, confine_to: Path | None = None, owner: int | None = None
+) -> list[Entry]:
     """Copy every regular file under ``out_dir`` into the blob store; entries sorted by path.
 
-    ``confine_symlinks_to``: symlinks must resolve inside this directory (set when user code
-    runs as another user, so it cannot make pachd-lite read files that user could not)."""
+    Set when user code runs as another user (uid ``owner``), so that it cannot make pachd-lite
+    read files that user could not: symlinks must resolve inside ``confine_to`` (its sandbox),
+    and a file it does not own must be readable by everyone."""
     root = os.fsencode(out_dir)
     if not os.path.isdir(root):
         return []
-    sandbox = os.fsencode(os.path.realpath(confine_symlinks_to)) if confine_symlinks_to else None
+    sandbox = os.fsencode(os.path.realpath(confine_to)) if confine_to else None
     entries: list[Entry] = []
     for dirpath, _dirs, names in os.walk(root):
         for name in names:
             raw = os.path.join(dirpath, name)
             path = _pfs_path(root, raw)
             try:
-                source = _source(raw, sandbox)
+                source = _source(raw, path, sandbox, owner)
                 if source is None:
                     continue
                 digest, size = _copy_in(ctx, source)

@@ -25,6 +25,10 @@ Public API (stable; the PPS core calls it):
         When it ends, everything it started ends too: its process group, every descendant seen
         while it ran, and (after become_subreaper()) any orphan it left, even one that called
         setsid() — nothing it started outlives the datum and writes to a sandbox or an output.
+    RunAs.from_env() -> RunAs | None   the user named by PACHD_LITE_USER_CODE_USER (needs root);
+        run_transform/run_err_cmd/UserProcess take `run_as=` and then start user code as that
+        user (uid, gid, no supplementary groups, HOME = the sandbox), as a worker pod's container
+        runs as its image's user, not as pachd.
     become_subreaper() -> bool
         Linux PR_SET_CHILD_SUBREAPER: orphaned descendants of user code are re-parented to this
         process instead of init, so they can be found and stopped. The server calls it once;
@@ -46,6 +50,7 @@ import ctypes
 import fcntl
 import logging
 import os
+import pwd
 import re
 import signal
 import subprocess
@@ -62,6 +67,7 @@ from pachyderm_sdk.api import pps
 
 __all__ = [
     "TOKEN_ENV_VARS",
+    "RunAs",
     "RunResult",
     "UserProcess",
     "become_subreaper",
@@ -154,6 +160,40 @@ def write_dotenv(sandbox: Path | str, env: Mapping[str, str]) -> Path:
     tmp.write_text("".join(lines))
     os.replace(tmp, path)
     return path
+
+
+USER_ENV_VAR = "PACHD_LITE_USER_CODE_USER"
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """An unprivileged user that user code runs as (pachd-lite itself runs as root)."""
+
+    name: str
+    uid: int
+    gid: int
+
+    @classmethod
+    def from_env(cls) -> RunAs | None:
+        name = os.environ.get(USER_ENV_VAR, "").strip()
+        if not name:
+            return None
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise ValueError(f"{USER_ENV_VAR}={name}: no such user on this machine") from None
+        if entry.pw_uid == 0:
+            raise ValueError(f"{USER_ENV_VAR}={name}: user code must run as an unprivileged user, not root")
+        if os.geteuid() != 0:
+            raise ValueError(
+                f"{USER_ENV_VAR}={name}: pachd-lite must run as root to start user code as {name}"
+            )
+        return cls(name, entry.pw_uid, entry.pw_gid)
+
+    def own(self, *paths: Path) -> None:
+        """Give ``paths`` to this user (its sandbox folder and /pfs/out)."""
+        for path in paths:
+            os.chown(path, self.uid, self.gid)
 
 
 _LINE_MAX = 1 << 16
@@ -296,6 +336,7 @@ class UserProcess:
         on_log: Callable[[str], None] | None = None,
         tail_lines: int = 50,
         python_dotenv_shim: bool = False,
+        run_as: RunAs | None = None,
     ) -> None:
         if not cmd:
             raise ValueError("transform.cmd is empty; pachd-lite cannot fall back to an image entrypoint")
@@ -303,6 +344,12 @@ class UserProcess:
         self._on_log = on_log
         self.log_tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
         full_env = user_process_env(env, self.sandbox)
+        user: dict = {}
+        if run_as is not None:
+            user = {"user": run_as.uid, "group": run_as.gid, "extra_groups": []}
+            full_env.update({"USER": run_as.name, "LOGNAME": run_as.name})
+            if "HOME" not in env:
+                full_env["HOME"] = str(self.sandbox)  # root's HOME is not theirs
         if python_dotenv_shim:
             _install_python_shim(self.sandbox, full_env)
         argv = [map_pfs_paths(a, self.sandbox) for a in cmd]
@@ -318,6 +365,7 @@ class UserProcess:
                 cwd=workdir,
                 env=full_env,
                 start_new_session=True,  # own process group: kill() takes children (e.g. a JVM) too
+                **user,
             )
             _leaders.add(self._proc.pid)
         self.pid = self._proc.pid
@@ -444,6 +492,7 @@ def _run(
     timeout: float | None,
     cancel: threading.Event | None,
     tail_lines: int,
+    run_as: RunAs | None,
 ) -> RunResult:
     started = time.monotonic()
     try:
@@ -455,6 +504,7 @@ def _run(
             cwd=transform.working_dir or None,
             on_log=on_log,
             tail_lines=tail_lines,
+            run_as=run_as,
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError, ValueError) as e:
         msg = f"could not start user code {list(cmd)!r}: {e}"
@@ -500,6 +550,7 @@ def run_transform(
     timeout: float | None = None,
     cancel: threading.Event | None = None,
     tail_lines: int = 50,
+    run_as: RunAs | None = None,
 ) -> RunResult:
     """Run `transform.cmd` for one datum (see module docstring)."""
     return _run(
@@ -512,6 +563,7 @@ def run_transform(
         timeout=timeout,
         cancel=cancel,
         tail_lines=tail_lines,
+        run_as=run_as,
     )
 
 
@@ -524,6 +576,7 @@ def run_err_cmd(
     timeout: float | None = None,
     cancel: threading.Event | None = None,
     tail_lines: int = 50,
+    run_as: RunAs | None = None,
 ) -> RunResult | None:
     """Run `transform.err_cmd` with `err_stdin` after a datum failed all its tries; success
     means the datum is RECOVERED. None if the spec has no err_cmd."""
@@ -539,4 +592,5 @@ def run_err_cmd(
         timeout=timeout,
         cancel=cancel,
         tail_lines=tail_lines,
+        run_as=run_as,
     )

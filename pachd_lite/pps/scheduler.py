@@ -32,7 +32,7 @@ from pachd_lite.pps.datums import Datum, Match, PfsInputRef, compute_datums, dat
 from pachd_lite.pps.logs import LogStore
 from pachd_lite.pps.outputs import OutputError, collect_outputs
 from pachd_lite.pps.pipelines import PipelineRecord, find_pipeline
-from pachd_lite.pps.runner import become_subreaper, job_env, run_err_cmd, run_transform
+from pachd_lite.pps.runner import USER_ENV_VAR, RunAs, become_subreaper, job_env, run_err_cmd, run_transform
 from pachd_lite.pps.worker_service import DatumState as BatchState
 from pachd_lite.pps.worker_service import run_batched
 
@@ -81,11 +81,13 @@ class Scheduler:
         pachd_address: tuple[str, int],
         max_parallelism: int = 0,
         auth_token: str = "",
+        run_as: RunAs | None = None,
     ):
         self.ctx = ctx
         self.logs = logs
         self.pachd_address = pachd_address
         self.auth_token = auth_token
+        self.run_as = run_as  # None: user code runs as pachd-lite's own user
         self.cap = max_parallelism or os.cpu_count() or 1
         self.slots = threading.BoundedSemaphore(self.cap)
         self.sandbox_root = ctx.root / "sandboxes"  # replaced by a folder outside the root at start
@@ -113,7 +115,14 @@ class Scheduler:
 
     def recover(self) -> None:
         """Unfinished jobs from before a crash start over; finished jobs are untouched."""
-        self.sandbox_root = sandboxes.open_area(self.ctx.root)
+        if self.run_as is not None:
+            os.chmod(self.ctx.root, 0o700)  # the store, the database, secrets: out of user code's reach
+        elif os.geteuid() == 0:
+            log.warning(
+                "user code runs as root: it can read and change everything under %s (set %s to an "
+                "unprivileged user to prevent that)", self.ctx.root, USER_ENV_VAR,
+            )  # fmt: skip
+        self.sandbox_root = sandboxes.open_area(self.ctx.root, shared_with_other_user=self.run_as is not None)
         with self.ctx.db.tx() as conn:
             rows = conn.execute(
                 "SELECT * FROM jobs WHERE state IN (?, ?, ?)", (jobs.STARTING, jobs.RUNNING, jobs.FINISHING)
@@ -365,8 +374,23 @@ class JobRunner:
     def _sandbox(self, name: str) -> Path:
         path = self.s.sandbox_root / self.job.id / self.job.pipeline / name
         shutil.rmtree(path, ignore_errors=True)
-        (path / "pfs" / "out").mkdir(parents=True)
+        (path / "pfs").mkdir(parents=True)
+        if self.s.run_as is not None:
+            self.s.run_as.own(path, path / "pfs")
+        self._make_out(path / "pfs")
         return path
+
+    def _make_out(self, pfs_dir: Path) -> None:
+        (pfs_dir / "out").mkdir(exist_ok=True)
+        if self.s.run_as is not None:
+            self.s.run_as.own(pfs_dir / "out")
+
+    def _collect(self, sandbox: Path) -> list[files.Entry]:
+        confined = self.s.run_as is not None
+        return collect_outputs(
+            self.ctx, sandbox / "pfs" / "out", confine_to=sandbox if confined else None,
+            owner=self.s.run_as.uid if confined else None,
+        )  # fmt: skip
 
     def _on_log(self, datum_id: str) -> Callable[[str], None]:
         def emit(line: str) -> None:
@@ -440,16 +464,19 @@ class JobRunner:
                     on_log=on_log,
                     timeout=timeout,
                     cancel=self.cancel,
+                    run_as=self.s.run_as,
                 )
                 if result.success:
-                    outputs = collect_outputs(self.ctx, sandbox / "pfs" / "out")
+                    outputs = self._collect(sandbox)
                     self._record(DatumResult(datum, DATUM_SUCCESS, outputs=outputs))
                     return
                 last = result
                 if self.cancel.is_set():
                     return
                 on_log(f"datum {datum.id} failed (try {attempt} of {tries}): {result.error}")
-            recovered = run_err_cmd(spec.transform, sandbox, {**env, **datum_env(datum)}, on_log=on_log)
+            recovered = run_err_cmd(
+                spec.transform, sandbox, {**env, **datum_env(datum)}, on_log=on_log, run_as=self.s.run_as
+            )
         finally:
             if sandbox is not None:
                 shutil.rmtree(sandbox, ignore_errors=True)
@@ -507,13 +534,13 @@ class JobRunner:
                     for child in pfs_dir.iterdir():
                         if child.name not in (".env",):
                             shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
-                    (pfs_dir / "out").mkdir(exist_ok=True)
+                    self._make_out(pfs_dir)
                     resolver.place(d, pfs_dir)
                     return datum_env(d)
 
                 def finish(d: Datum, error: str | None, pfs_dir=pfs_dir, outcome_out=outcome_out) -> None:
                     if error is None:
-                        outcome_out[d.id] = collect_outputs(self.ctx, pfs_dir / "out")
+                        outcome_out[d.id] = self._collect(pfs_dir.parent)
 
                 def on_log(line: str, d: Datum | None) -> None:
                     self.s.logs.append(
@@ -522,7 +549,7 @@ class JobRunner:
 
                 result = run_batched(
                     spec.transform, env, sandbox, remaining, prepare, finish, on_log,
-                    datum_timeout=timeout, cancel=self.cancel, admin_token=self.s.auth_token,
+                    datum_timeout=timeout, cancel=self.cancel, admin_token=self.s.auth_token, run_as=self.s.run_as,
                 )  # fmt: skip
                 shutil.rmtree(sandbox, ignore_errors=True)
                 retry: list[Datum] = []

@@ -8,7 +8,8 @@ Public API (stable; the PPS core calls it):
                 finish_datum: Callable[[D, str | None], None],
                 on_log: Callable[[str, D | None], None] | None = None, *,
                 datum_timeout: float | None = None, cancel: threading.Event | None = None,
-                tail_lines: int = 50, admin_token: str = "") -> BatchResult[D]
+                tail_lines: int = 50, admin_token: str = "",
+                run_as: runner.RunAs | None = None) -> BatchResult[D]
 
     Starts a gRPC server on a free localhost port serving /pachyderm.worker.Worker/{NextDatum,
     Status,Cancel}, then the user process once (`transform.cmd`/`stdin` via runner.UserProcess,
@@ -57,6 +58,7 @@ import psutil
 from pachyderm_sdk.api import pps
 from pachyderm_sdk.api import worker as worker_api
 
+from pachd_lite.pps import runner
 from pachd_lite.pps.runner import TOKEN_ENV_VARS, UserProcess, write_dotenv
 
 __all__ = ["BatchResult", "DatumOutcome", "DatumState", "PREMATURE_EXIT", "run_batched"]
@@ -109,6 +111,7 @@ class _Batch(Generic[D]):
         cancel: threading.Event,
         tail_lines: int,
         admin_token: str = "",
+        run_as: runner.RunAs | None = None,
     ) -> None:
         self.transform, self.env, self.sandbox = transform, dict(env), Path(sandbox)
         self.prepare_datum, self.finish_datum, self.on_log = prepare_datum, finish_datum, on_log
@@ -124,6 +127,7 @@ class _Batch(Generic[D]):
         self.pids: list[int] = []
         self.log_tail: list[str] = []
         self.admin_token = admin_token
+        self.run_as = run_as
         self.port = 0
         self.trusted_peers: set[str] = set()  # connections of the current user process
 
@@ -286,6 +290,7 @@ class _Batch(Generic[D]):
                 on_log=self._emit,
                 tail_lines=self.tail_lines,
                 python_dotenv_shim=True,
+                run_as=self.run_as,
             )
         except (OSError, ValueError) as e:
             with self.lock:
@@ -345,6 +350,7 @@ def run_batched(
     cancel: threading.Event | None = None,
     tail_lines: int = 50,
     admin_token: str = "",
+    run_as: runner.RunAs | None = None,
 ) -> BatchResult[D]:
     """Process `datums` with one long-running user process (see module docstring)."""
     batch = _Batch(
@@ -359,5 +365,6 @@ def run_batched(
         cancel or threading.Event(),
         tail_lines,
         admin_token,
+        run_as,
     )
     return batch.run()

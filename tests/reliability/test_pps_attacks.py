@@ -6,6 +6,10 @@ Real servers (``pachd-lite serve`` subprocesses), real user-code subprocesses, t
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import pwd
+import shutil
 import tempfile
 import time
 import uuid
@@ -16,7 +20,7 @@ import psutil
 import pytest
 from pachyderm_sdk.api import pfs, pps
 
-from tests.fixtures.pachd import unique_name
+from tests.fixtures.pachd import PachdProcess, unique_name
 from tests.pachd_lite.sdk_helpers import PY, code_of, create_pipeline, create_repo, job, put, read
 
 LONG_NAME = "n" * 300  # over the 255 bytes a host file name may have
@@ -195,3 +199,75 @@ def test_a_detached_process_cannot_change_a_finished_commit(pachd_factory):
     # the sandbox is outside the storage root: nothing of the store lies above it
     assert not Path(sandbox).resolve().is_relative_to(server.root.resolve())
     assert "found above the sandbox: []" in logs, logs
+
+
+PROBE_THE_STORE = """
+import json, os, shutil
+store, secret, mine = os.environ['STORE'], os.environ['SECRET'], os.environ[os.environ['IN']]
+tried = {}
+for what, attempt in [
+    ('read the database', lambda: open(os.path.join(store, 'pachd.sqlite'), 'rb').read(1)),
+    ('list the root', lambda: os.listdir(store)),
+    ('write an input in place', lambda: open(mine, 'r+b').write(b'X')),
+    ('read a root-only file', lambda: open(secret, 'rb').read()),
+]:
+    try:
+        attempt()
+        tried[what] = 'allowed'
+    except PermissionError:
+        tried[what] = 'denied'
+shutil.copy(mine, '/pfs/out/copy')
+open('/pfs/out/report', 'w').write(json.dumps(tried))
+print('uid', os.getuid(), flush=True)
+if os.environ.get('LINK'):
+    os.symlink(secret, '/pfs/out/leak')
+"""
+
+
+SYSTEM_PY = "/usr/bin/python3"  # one nobody may run (this venv's interpreter may live under /root)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="running user code as another user needs root")
+@pytest.mark.skipif(not os.access(SYSTEM_PY, os.X_OK), reason=f"no {SYSTEM_PY}")
+def test_user_code_run_as_another_user_cannot_reach_the_store(tmp_path):
+    base = Path(tempfile.mkdtemp(prefix="pachd-lite-runas-"))
+    os.chmod(base, 0o755)  # only pachd-lite's own permissions protect the root below
+    secret = base / "secret"
+    secret.write_bytes(b"root only")
+    os.chmod(secret, 0o600)
+    server = PachdProcess(base / "root", env={"PACHD_LITE_USER_CODE_USER": "nobody"})
+    try:
+        server.start()
+        client = server.client()
+        data = create_repo(client, "data")
+        env = {"STORE": str(server.root), "SECRET": str(secret), "IN": data}
+        probe, leak = unique_name("probe"), unique_name("leak")
+        for name, extra in ((probe, {}), (leak, {"LINK": "1"})):
+            create_pipeline(
+                client, name, {"pfs": {"repo": data, "glob": "/*"}}, [],
+                transform={"cmd": [SYSTEM_PY, "-c", PROBE_THE_STORE], "env": {**env, **extra}}, datum_tries=1,
+            )  # fmt: skip
+        commit = put(client, data, {"/x": b"input"})
+        info = job(client, probe, commit.id)
+        assert info.state == pps.JobState.JOB_SUCCESS, info.reason
+        report = json.loads(read(client, f"{probe}@{commit.id}:/report"))
+        assert set(report.values()) == {"denied"}, report
+        assert read(client, f"{probe}@{commit.id}:/copy") == b"input"  # inputs readable, outputs stored
+        assert read(client, f"{data}@{commit.id}:/x") == b"input"
+        uid = [
+            m.message
+            for m in client.pps.get_logs(pipeline=pps.Pipeline(name=probe))
+            if m.message.startswith("uid")
+        ]
+        assert uid == [f"uid {pwd.getpwnam('nobody').pw_uid}"]
+        # a symlink cannot make pachd-lite (root) read a file for the user code
+        failed = job(client, leak, commit.id)
+        assert failed.state == pps.JobState.JOB_FAILURE
+        assert "/pfs/out/leak is a symlink out of the sandbox" in failed.reason, failed.reason
+        assert b"root only" not in b"".join(
+            read(client, f"{leak}@{commit.id}:/{f.file.path}") for f in client.pfs.walk_file(
+                file=pfs.File.from_uri(f"{leak}@{commit.id}:/")) if f.file_type == pfs.FileType.FILE
+        )  # fmt: skip
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
