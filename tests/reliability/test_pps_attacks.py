@@ -271,3 +271,51 @@ def test_user_code_run_as_another_user_cannot_reach_the_store(tmp_path):
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+# --- stop_pipeline stops the running job and its processes ---------------------------------------------
+
+
+def test_stop_pipeline_kills_the_running_job_and_its_processes(pachd_client):
+    data = create_repo(pachd_client, "data")
+    name = unique_name("stoppable")
+    code = "import os, time\nprint('pid', os.getpid(), flush=True)\ntime.sleep(60)\n"
+    create_pipeline(pachd_client, name, {"pfs": {"repo": data, "glob": "/"}}, [PY, "-c", code])
+    commit = put(pachd_client, data, {"/a": b"a"})
+    pid = _wait_for_log(pachd_client, name, "pid ")
+    pachd_client.pps.stop_pipeline(pipeline=pps.Pipeline(name=name))
+    info = job(pachd_client, name, commit.id)
+    assert info.state == pps.JobState.JOB_KILLED and "pipeline stopped" in info.reason, info
+    deadline = time.monotonic() + 5
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, f"user process {pid} of the stopped pipeline still runs"
+        time.sleep(0.05)
+    out = pachd_client.pfs.inspect_commit(commit=pfs.Commit.from_uri(f"{name}@{commit.id}"))
+    assert out.error  # the output commit is finished with the reason, as for any killed job
+
+
+# --- job logs are capped and streamed --------------------------------------------------------------------
+
+LOG_CAP = 1024 * 1024
+CHATTY = "import sys\nfor i in range({n}):\n    sys.stdout.write('line %07d %s\\n' % (i, 'x' * 88))\n"
+
+
+def test_job_logs_keep_the_newest_lines_under_a_cap(pachd_factory):
+    server = pachd_factory(env={"PACHD_LITE_JOB_LOG_BYTES": str(LOG_CAP)})
+    client = server.client()
+    data = create_repo(client, "data")
+    name = unique_name("chatty")
+    lines = 30_000  # 3 MB of output, three times the cap
+    create_pipeline(client, name, {"pfs": {"repo": data, "glob": "/"}}, [PY, "-c", CHATTY.format(n=lines)])
+    commit = put(client, data, {"/a": b"a"})
+    assert job(client, name, commit.id).state == pps.JobState.JOB_SUCCESS
+    ref = pps.Job(pipeline=pps.Pipeline(name=name), id=commit.id)
+    got = [m.message for m in client.pps.get_logs(job=ref)]
+    assert LOG_CAP // 2 < sum(len(m) for m in got) <= LOG_CAP
+    assert got[-1].startswith(f"line {lines - 1:07d}")  # the newest lines are kept, in order
+    assert not got[0].startswith("line 0000000")  # the oldest were dropped
+    numbers = [int(m.split()[1]) for m in got]
+    assert numbers == list(range(numbers[0], lines))
+    master = [m.message for m in client.pps.get_logs(job=ref, master=True)]
+    assert any("oldest lines were dropped" in m for m in master), master
+    assert [m.message for m in client.pps.get_logs(job=ref, tail=2)] == got[-2:]
