@@ -6,6 +6,10 @@ job (the latest successful job of the pipeline) and carries their outputs forwar
 others in sandboxes on worker threads (parallelism_spec capped by the server's limit), then
 builds the output commit as the union of every datum's outputs — two datums writing one
 path fail the job with pachd's message. After a crash, unfinished jobs start over.
+
+A job succeeds only if every datum has a result (processed, skipped or recovered): an error
+in pachd-lite's own datum handling (placing an input, collecting an output) fails that datum
+with a reason naming it and the file, and the job with it; a worker thread never dies silently.
 """
 
 from __future__ import annotations
