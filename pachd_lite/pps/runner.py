@@ -406,7 +406,7 @@ class UserProcess:
         self._busy = False
         self._proc.stdout.close()
 
-    def drain(self, timeout: float = 0.2) -> None:
+    def drain(self, timeout: float = 0.05) -> None:
         """Wait briefly until every line written so far was emitted (datum batching calls this
         before switching datums, so a datum's last lines are attributed to it)."""
         assert self._proc.stdout is not None
