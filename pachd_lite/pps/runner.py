@@ -229,16 +229,29 @@ def _kill_tree(proc: psutil.Process) -> None:
             pass
 
 
+def _child_pids() -> set[int]:
+    """This process's children, from /proc/self/task/*/children (psutil scans every process)."""
+    pids: set[int] = set()
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children") as fh:
+                pids.update(int(p) for p in fh.read().split())
+    except OSError:  # a thread ended meanwhile, or a kernel without the file
+        return {c.pid for c in psutil.Process().children()}
+    return pids
+
+
 def _sweep_orphans() -> None:
     """Kill and reap children of this (subreaper) process that are no running UserProcess."""
     if not _subreaper:
         return
     with _family_lock:
-        try:
-            children = psutil.Process().children()
-        except psutil.Error:
-            return
-        strays = [c for c in children if c.pid not in _leaders]
+        strays = []
+        for pid in _child_pids() - _leaders:
+            try:
+                strays.append(psutil.Process(pid))
+            except psutil.Error:
+                continue
         for child in strays:
             _kill_tree(child)
     for child in strays:
