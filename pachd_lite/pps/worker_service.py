@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import threading
 import time
 import urllib.parse
@@ -129,7 +130,8 @@ class _Batch(Generic[D]):
         self.admin_token = admin_token
         self.run_as = run_as
         self.port = 0
-        self.trusted_peers: set[str] = set()  # connections of the current user process
+        # peer -> (pid, fd, "socket:[inode]") of a connection the current user process holds
+        self.trusted_peers: dict[str, tuple[int, int, str]] = {}
 
     # --- access -------------------------------------------------------------------------------
 
@@ -138,9 +140,12 @@ class _Batch(Generic[D]):
             sent = dict(context.invocation_metadata()).get("authn-token", "")
             if isinstance(sent, str) and hmac.compare_digest(sent.encode(), self.admin_token.encode()):
                 return
-        peer = context.peer()
-        if peer in self.trusted_peers or self._from_user_code(peer):
-            self.trusted_peers.add(peer)  # the SDK keeps its connection: one lookup per process
+        peer = urllib.parse.unquote(context.peer())  # "ipv6:%5B::1%5D:PORT"
+        if self._still_trusted(peer):
+            return  # the SDK keeps its connection: one full lookup per connection
+        owner = self._from_user_code(peer)
+        if owner is not None:
+            self.trusted_peers[peer] = owner
             return
         context.abort(
             grpc.StatusCode.UNAUTHENTICATED,
@@ -148,21 +153,33 @@ class _Batch(Generic[D]):
             "in authn-token)",
         )
 
-    def _from_user_code(self, peer: str) -> bool:
-        """Whether the connection from ``peer`` ("ipv4:127.0.0.1:PORT") is held by our user code."""
+    def _still_trusted(self, peer: str) -> bool:
+        """The cached owner of ``peer`` still holds the very socket (same fd, same inode): a new
+        connection reusing the port is another socket, so the verdict cannot pass to it."""
+        owner = self.trusted_peers.get(peer)
+        if owner is None:
+            return False
+        pid, fd, link = owner
+        try:
+            return os.readlink(f"/proc/{pid}/fd/{fd}") == link
+        except OSError:
+            return False
+
+    def _from_user_code(self, peer: str) -> tuple[int, int, str] | None:
+        """(pid, fd, fd link) of our user code's process that holds the connection from ``peer``
+        ("ipv4:127.0.0.1:PORT"); None if no process of the user code holds it."""
         proc = self.proc
-        peer = urllib.parse.unquote(peer)  # "ipv6:%5B::1%5D:PORT"
         try:
             client_port = int(peer.rsplit(":", 1)[1])
         except (IndexError, ValueError):
-            return False
+            return None
         if proc is None or not peer.startswith(("ipv4:127.", "ipv6:[::1]", "ipv6:[::ffff:127.")):
-            return False
+            return None
         try:
             leader = psutil.Process(proc.pid)
             family = [leader, *leader.children(recursive=True)]
         except psutil.Error:
-            return False
+            return None
         for member in family:
             try:
                 connections = member.net_connections(kind="tcp")
@@ -170,8 +187,11 @@ class _Batch(Generic[D]):
                 continue
             for c in connections:
                 if c.laddr and c.raddr and c.laddr.port == client_port and c.raddr.port == self.port:
-                    return True
-        return False
+                    try:
+                        return member.pid, c.fd, os.readlink(f"/proc/{member.pid}/fd/{c.fd}")
+                    except OSError:
+                        return member.pid, c.fd, ""  # no /proc/<pid>/fd: trusted once, not cached
+        return None
 
     # --- gRPC handlers (one user process calls them, one call at a time) ---
 
@@ -296,7 +316,7 @@ class _Batch(Generic[D]):
             with self.lock:
                 self.next_index = len(self.outcomes)
             return f"could not start user code {list(self.transform.cmd)!r}: {e}"
-        self.trusted_peers = set()
+        self.trusted_peers = {}
         self.proc = proc
         self.pids.append(proc.pid)
         try:
