@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from pachd_lite import auth
 from pachd_lite.api.admin_api import AdminApi, MetadataApi, VersionApi
+from pachd_lite.api.limits import THREADS, CallSlots
 from pachd_lite.api.pfs_api import DESERIALIZERS, PfsApi
 from pachd_lite.api.registry import PachydermHandler
 from pachd_lite.api.transaction_api import TransactionApi
@@ -30,7 +31,6 @@ log = logging.getLogger("pachd_lite")
 
 MAX_MESSAGE = 20 * 1024 * 1024
 M_MMAP_THRESHOLD = -3
-THREADS = 64
 
 
 @dataclass
@@ -109,11 +109,12 @@ class PachdLite:
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
                 ("grpc.so_reuseport", 0),
             ],
-            maximum_concurrent_rpcs=THREADS * 4,
+            # every admitted call has a thread: over capacity is RESOURCE_EXHAUSTED, never a silent queue
+            maximum_concurrent_rpcs=THREADS,
             interceptors=[auth.TokenAuthInterceptor(config.auth_token)] if config.auth_token else [],
         )
         self.server.add_generic_rpc_handlers(
-            (PachydermHandler(adapters, DESERIALIZERS, transactions.intercept, self.redact),)
+            (PachydermHandler(adapters, DESERIALIZERS, transactions.intercept, self.redact, CallSlots()),)
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         bound = self.server.add_insecure_port(f"{config.host}:{config.port}")

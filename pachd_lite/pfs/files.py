@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from pachd_lite import calls
 from pachd_lite.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from pachd_lite.pfs import commits as commits_mod
 from pachd_lite.pfs.commits import commit_ref, resolve_commit, start_commit_in
@@ -88,18 +89,28 @@ class Snapshot:
         return (path if path == "/" else path + "/") in self.dirs
 
     def _dir_hash(self, key: str) -> bytes:
-        if key not in self._hash_memo:
+        # iterative post-order: trees of any depth (no recursion limit)
+        stack = [(key, False)]
+        while stack:
+            current, children_done = stack.pop()
+            if current in self._hash_memo:
+                continue
+            children = sorted(self.dirs.get(current, ()))
+            if not children_done:
+                stack.append((current, True))
+                stack.extend((c, False) for c in children if c.endswith("/") and c not in self._hash_memo)
+                continue
             h = hashlib.blake2b(digest_size=32)
             size = 0
-            for child in sorted(self.dirs.get(key, ())):
+            for child in children:
                 if child.endswith("/"):
-                    h.update(self._dir_hash(child))
+                    h.update(self._hash_memo[child])
                     size += self._size_memo[child]
                 else:
                     h.update(bytes.fromhex(self.files[child].blob))
                     size += self.files[child].size
-            self._hash_memo[key] = h.digest()
-            self._size_memo[key] = size
+            self._hash_memo[current] = h.digest()
+            self._size_memo[current] = size
         return self._hash_memo[key]
 
     def info(self, path: str) -> FileInfo:
@@ -205,7 +216,12 @@ def glob_files(ctx: PfsContext, ref: CommitRef, pattern: str) -> list[FileInfo]:
 def glob_snapshot(snap: Snapshot, pattern: str) -> list[FileInfo]:
     if not snap.files:
         return []  # an empty commit has no root to match: zero datums, as in pachd
-    return [snap.info(p) for p in snap.all_paths() if glob_match(pattern, p)]
+    out = []
+    for p in snap.all_paths():
+        calls.check()
+        if glob_match(pattern, p):
+            out.append(snap.info(p))
+    return out
 
 
 def file_for_read(ctx: PfsContext, ref: CommitRef, path: str) -> tuple[FileInfo, Snapshot]:
