@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from pachd_lite.errors import FailedPrecondition, NotFound
-from pachd_lite.pfs import graph
+from pachd_lite.pfs import garbage, graph
 from pachd_lite.pfs.commits import WAIT_SLICE, commit_info, resolve_commit
 from pachd_lite.pfs.model import CommitInfo, CommitRef, PfsContext
 
@@ -138,6 +138,7 @@ def drop_commit_set(ctx: PfsContext, commit_set: str, squash: bool = False) -> N
                 (row["id"], row["id"]),
             )
             conn.execute("DELETE FROM commits WHERE id = ?", (row["id"],))
+        garbage.note_garbage(conn)
         # the jobs of this commit set go with their output commits, as in pachd
         for table, column in (
             ("jobs", "id"),

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from pachd_lite.errors import FailedPrecondition, InvalidArgument, NotFound
-from pachd_lite.pfs import graph
+from pachd_lite.pfs import garbage, graph
 from pachd_lite.pfs.model import (
     ORIGIN_USER,
     STATE_FINISHED,
@@ -325,6 +325,7 @@ def clear_commit(ctx: PfsContext, ref: CommitRef) -> None:
             raise FailedPrecondition(f"commit {row['commit_set']} in repo {ref.repo} has already finished")
         # pachd drops the commit's own changes: the content goes back to the parent's.
         conn.execute("DELETE FROM files WHERE commit_id = ?", (row["id"],))
+        garbage.note_garbage(conn)
         if row["parent_id"] is not None:
             conn.execute(
                 "INSERT INTO files(commit_id, path, blob, size, datum) "

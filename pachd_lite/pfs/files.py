@@ -351,6 +351,8 @@ class ModifyFileSession:
                 branch = ref.branch or ref.id
                 self.commit_id = start_commit_in(self.ctx, conn, BranchRef(ref.repo, branch))
                 self.one_off = True
+                # a crash before the write finishes leaves this row: start-up then drops the commit
+                conn.execute("INSERT OR REPLACE INTO one_off_writes(commit_id) VALUES (?)", (self.commit_id,))
             else:
                 raise FailedPrecondition(
                     f"commit {row['commit_set']} in repo {ref.repo} has already finished"
@@ -417,9 +419,12 @@ class ModifyFileSession:
         except BaseException:
             writer.abort()
             raise
-        with self.ctx.db.tx() as conn:
-            row = self._open_row(conn)
-            self._put(conn, row["id"], path, digest, writer.size, datum)  # type: ignore[arg-type]
+        try:
+            with self.ctx.db.tx() as conn:
+                row = self._open_row(conn)
+                self._put(conn, row["id"], path, digest, writer.size, datum)  # type: ignore[arg-type]
+        finally:
+            self.ctx.blobs.release(digest)
 
     @staticmethod
     def _put(
@@ -540,6 +545,7 @@ class ModifyFileSession:
             if self.one_off and self.commit_id is not None:
                 with self.ctx.db.tx() as conn:
                     commits_mod.finish_commit_row(self.ctx, conn, self.commit_id)
+                    conn.execute("DELETE FROM one_off_writes WHERE commit_id = ?", (self.commit_id,))
         finally:
             self.one_off = False
             lock, self._one_off_lock = self._one_off_lock, None
@@ -664,13 +670,19 @@ def write_tree_to_commit(
 ) -> int:
     """Put every file under a local directory into an open commit (hard links or moves, no copies)."""
     entries = ingest_tree(ctx, root, prefix, move=move)
-    with ctx.db.tx() as conn:
-        row = resolve_commit(conn, ref)
-        if row["finished"] is not None:
-            raise FailedPrecondition(f"commit {row['commit_set']} in repo {ref.repo} has already finished")
+    try:
+        with ctx.db.tx() as conn:
+            row = resolve_commit(conn, ref)
+            if row["finished"] is not None:
+                raise FailedPrecondition(
+                    f"commit {row['commit_set']} in repo {ref.repo} has already finished"
+                )
+            for e in entries:
+                delete_path(conn, row["id"], e.path)
+                ModifyFileSession._put(conn, row["id"], e.path, e.blob, e.size)
+    finally:
         for e in entries:
-            delete_path(conn, row["id"], e.path)
-            ModifyFileSession._put(conn, row["id"], e.path, e.blob, e.size)
+            ctx.blobs.release(e.blob)
     return len(entries)
 
 

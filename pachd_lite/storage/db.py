@@ -80,6 +80,10 @@ CREATE TABLE IF NOT EXISTS files (
     datum TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (commit_id, path)
 );
+-- open commits a one-off write (ModifyFile on a branch) started; gone when it finishes
+CREATE TABLE IF NOT EXISTS one_off_writes (
+    commit_id INTEGER PRIMARY KEY
+);
 CREATE TABLE IF NOT EXISTS cluster (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
