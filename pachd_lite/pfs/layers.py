@@ -40,19 +40,20 @@ def migrate(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE commits ADD COLUMN layer_depth INTEGER NOT NULL DEFAULT 0")
 
 
+_CHAIN_SQL = """
+WITH RECURSIVE up(id, parent_id, full, n) AS (
+    SELECT id, parent_id, layer_full, 0 FROM commits WHERE id = ?
+    UNION ALL
+    SELECT c.id, c.parent_id, c.layer_full, up.n + 1 FROM commits c JOIN up ON c.id = up.parent_id
+    WHERE up.full = 0 AND up.n <= ?
+)
+SELECT id FROM up ORDER BY n
+"""
+
+
 def chain(conn: sqlite3.Connection, commit_id: int) -> list[int]:
     """The layers making up a commit's tree, newest (the commit) first, ending at a full layer."""
-    ids: list[int] = []
-    current: int | None = commit_id
-    while current is not None and len(ids) <= MAX_DELTAS + 1:
-        row = conn.execute("SELECT parent_id, layer_full FROM commits WHERE id = ?", (current,)).fetchone()
-        if row is None:
-            break
-        ids.append(current)
-        if row[1]:
-            break
-        current = row[0]
-    return ids
+    return [r[0] for r in conn.execute(_CHAIN_SQL, (commit_id, MAX_DELTAS + 1))]
 
 
 def _rows(
