@@ -132,7 +132,10 @@ def _checked(request: Any) -> Any:
 
 def _checked_stream(requests: Iterator[Any]) -> Iterator[Any]:
     for request in requests:
-        yield _checked(request)
+        checked = _checked(request)
+        del request  # hold no upload chunk while grpc receives the next one
+        yield checked
+        del checked
 
 
 def _serialize(msg: Any) -> bytes:
