@@ -607,6 +607,7 @@ def find_commits(
         row = resolve_commit(conn, start)
         last = commit_ref(conn, row)
         while row is not None:
+            calls.check()  # a long history: stop when the caller has gone
             searched += 1
             last = commit_ref(conn, row)
             mine = {(e.path, e.blob) for e in load_entries(conn, row["id"], path_c)}

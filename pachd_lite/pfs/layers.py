@@ -31,15 +31,6 @@ class Entry:
     datum: str = ""
 
 
-def migrate(conn: sqlite3.Connection) -> None:
-    """Add the layer columns to a root made before them (its commits are all full layers)."""
-    columns = {r[1] for r in conn.execute("PRAGMA table_info(commits)")}
-    if "layer_full" not in columns:
-        conn.execute("ALTER TABLE commits ADD COLUMN layer_full INTEGER NOT NULL DEFAULT 1")
-    if "layer_depth" not in columns:
-        conn.execute("ALTER TABLE commits ADD COLUMN layer_depth INTEGER NOT NULL DEFAULT 0")
-
-
 _CHAIN_SQL = """
 WITH RECURSIVE up(id, parent_id, full, n) AS (
     SELECT id, parent_id, layer_full, 0 FROM commits WHERE id = ?
