@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 MAX_GLOB_LENGTH = 4096  # characters; the NFA has about one state per character
-_DFA_STATE_CAP = 20_000  # cached DFA states per pattern before the cache starts over
+_DFA_STATE_CAP = 2_000  # cached DFA states per pattern (256 patterns cached) before it starts over
 
 
 class GlobSyntaxError(InvalidArgument, ValueError):
