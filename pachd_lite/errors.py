@@ -29,3 +29,11 @@ class PermissionDenied(PachdError):
 
 class Unimplemented(PachdError):
     pass
+
+
+class DeadlineExceeded(PachdError):
+    """The call's deadline passed (or its client left) before the work was done."""
+
+
+class ResourceExhausted(PachdError):
+    """A limit on concurrent calls of one kind was reached; retry later."""

@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import logging
 import signal
+import sqlite3
 import threading
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -16,10 +17,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from pachd_lite import auth
 from pachd_lite.api.admin_api import AdminApi, MetadataApi, VersionApi
+from pachd_lite.api.limits import THREADS, CallSlots
 from pachd_lite.api.pfs_api import DESERIALIZERS, PfsApi
 from pachd_lite.api.registry import PachydermHandler
 from pachd_lite.api.transaction_api import TransactionApi
-from pachd_lite.pfs import projects
+from pachd_lite.pfs import garbage, projects, recovery
 from pachd_lite.pfs.model import PfsContext
 from pachd_lite.pps import secrets as pipeline_secrets
 from pachd_lite.pps.service import PpsService
@@ -30,7 +32,6 @@ log = logging.getLogger("pachd_lite")
 
 MAX_MESSAGE = 20 * 1024 * 1024
 M_MMAP_THRESHOLD = -3
-THREADS = 64
 
 
 @dataclass
@@ -61,22 +62,21 @@ def open_context(
     root: Path, redact: auth.Redactor | None = None, file_url_roots: tuple[Path, ...] = ()
 ) -> PfsContext:
     root.mkdir(parents=True, exist_ok=True)
+    try:
+        db = Database(root / "pachd.sqlite")
+    except sqlite3.Error as exc:  # unreadable, not a database, or on a full disk
+        raise OSError(f"cannot open the metadata database {root / 'pachd.sqlite'}: {exc}") from exc
     ctx = PfsContext(
-        db=Database(root / "pachd.sqlite"),
+        db=db,
         blobs=BlobStore(root),
         root=root,
         redact=redact or auth.Redactor(),
         file_url_roots=tuple(p.resolve() for p in file_url_roots),
     )
     projects.ensure_default(ctx)
+    recovery.drop_interrupted_one_off_writes(ctx)
     pipeline_secrets.init(ctx)  # their values are masked from the first log line on
-    with ctx.db.read() as conn:
-        referenced = {
-            r[0] for r in conn.execute("SELECT blob FROM files UNION SELECT blob FROM datum_outputs")
-        }
-    removed, freed = ctx.blobs.collect_garbage(referenced)
-    if removed:
-        log.info("removed %d unreferenced blob(s), %.1f MB", removed, freed / 1e6)
+    garbage.collect(ctx, idle=True)
     return ctx
 
 
@@ -90,6 +90,7 @@ class PachdLite:
         self.redact = auth.Redactor([config.auth_token])
         self._undo_log_redaction = auth.install_log_redaction(self.redact)
         self.ctx = open_context(config.root, self.redact, config.file_url_roots)
+        self.collector = garbage.Collector(self.ctx)
         self.health = health.HealthServicer()
         pfs_api = PfsApi(self.ctx)
         adapters: dict[str, object] = {
@@ -109,11 +110,12 @@ class PachdLite:
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
                 ("grpc.so_reuseport", 0),
             ],
-            maximum_concurrent_rpcs=THREADS * 4,
+            # every admitted call has a thread: over capacity is RESOURCE_EXHAUSTED, never a silent queue
+            maximum_concurrent_rpcs=THREADS,
             interceptors=[auth.TokenAuthInterceptor(config.auth_token)] if config.auth_token else [],
         )
         self.server.add_generic_rpc_handlers(
-            (PachydermHandler(adapters, DESERIALIZERS, transactions.intercept, self.redact),)
+            (PachydermHandler(adapters, DESERIALIZERS, transactions.intercept, self.redact, CallSlots()),)
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         bound = self.server.add_insecure_port(f"{config.host}:{config.port}")
@@ -125,6 +127,7 @@ class PachdLite:
     def start(self) -> None:
         self.server.start()
         self.pps.start()
+        self.collector.start()
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         log.info(
             "pachd-lite serving on %s:%d (root %s, auth %s)",
@@ -138,6 +141,7 @@ class PachdLite:
         self.health.enter_graceful_shutdown()
         self.pps.stop()
         self.server.stop(grace).wait()
+        self.collector.stop()
         self.ctx.db.close()
         log.info("pachd-lite stopped")
         self._undo_log_redaction()

@@ -19,7 +19,8 @@ from typing import Any
 
 import grpc
 
-from pachd_lite import errors
+from pachd_lite import calls, errors
+from pachd_lite.api.limits import CallSlots
 from pachd_lite.pfs.model import no_redaction
 
 log = logging.getLogger("pachd_lite.rpc")
@@ -55,6 +56,8 @@ CODES = {
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
+    errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -95,6 +98,46 @@ def load_methods() -> dict[str, RpcMethod]:
     return methods
 
 
+class UndecodableRequest:
+    """Stands for a request message that could not be parsed; the handler answers INVALID_ARGUMENT."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _tolerant(parse: Callable[[bytes], Any], method: RpcMethod) -> Callable[[bytes], Any]:
+    """A deserializer that hands bad input to the handler (gRPC would answer a bare INTERNAL)."""
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except UnicodeDecodeError as exc:
+            text = bytes(exc.object[:200]) if isinstance(exc.object, bytes | bytearray) else b""
+            return UndecodableRequest(
+                f"{method.path}: a text field (e.g. a path) is not valid UTF-8: {text!r}"
+            )
+        except Exception as exc:  # malformed protobuf
+            return UndecodableRequest(
+                f"{method.path}: the request is not a valid {method.request.__name__} message ({exc})"
+            )
+
+    return deserialize
+
+
+def _checked(request: Any) -> Any:
+    if isinstance(request, UndecodableRequest):
+        raise errors.InvalidArgument(request.message)
+    return request
+
+
+def _checked_stream(requests: Iterator[Any]) -> Iterator[Any]:
+    for request in requests:
+        checked = _checked(request)
+        del request  # hold no upload chunk while grpc receives the next one
+        yield checked
+        del checked
+
+
 def _serialize(msg: Any) -> bytes:
     return msg if isinstance(msg, bytes | bytearray | memoryview) else bytes(msg)
 
@@ -123,8 +166,14 @@ def _wrap(
     fn: Callable,
     interceptor: Interceptor | None = None,
     redact: Callable[[str], str] = no_redaction,
+    slots: CallSlots | None = None,
 ) -> Callable:
     streaming_out = method.kind.endswith("_stream")
+    streaming_in = method.kind.startswith("stream_")
+    slots = slots or CallSlots()
+
+    def check(request: Any) -> Any:
+        return _checked_stream(request) if streaming_in else _checked(request)
 
     if streaming_out:
 
@@ -132,9 +181,13 @@ def _wrap(
             start = time.monotonic()
             count = 0
             try:
-                for item in fn(request, context):
-                    count += 1
-                    yield item
+                with (
+                    slots.take(method.path, request),
+                    calls.bound(method.path, context.time_remaining(), context.is_active),
+                ):
+                    for item in fn(check(request), context):
+                        count += 1
+                        yield item
             except grpc.RpcError:
                 raise
             except Exception as exc:  # mapped to a status code
@@ -147,11 +200,16 @@ def _wrap(
     def unary_handler(request: Any, context: grpc.ServicerContext) -> Any:
         start = time.monotonic()
         try:
-            if interceptor is not None:
-                recorded = interceptor(method.path, request, context)
-                if recorded is not None:
-                    return recorded
-            return fn(request, context)
+            with (
+                slots.take(method.path, request),
+                calls.bound(method.path, context.time_remaining(), context.is_active),
+            ):
+                request = check(request)
+                if interceptor is not None:
+                    recorded = interceptor(method.path, request, context)
+                    if recorded is not None:
+                        return recorded
+                return fn(request, context)
         except grpc.RpcError:
             raise
         except Exception as exc:  # mapped to a status code
@@ -194,16 +252,20 @@ class PachydermHandler(grpc.GenericRpcHandler):
         deserializers: dict[str, Callable] | None = None,
         interceptor: Interceptor | None = None,
         redact: Callable[[str], str] = no_redaction,
+        slots: CallSlots | None = None,
     ) -> None:
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        slots = slots or CallSlots()
         deserializers = deserializers or {}
         for path, method in load_methods().items():
             adapter = adapters.get(method.service)
             fn = getattr(adapter, method.name, None) if adapter is not None else None
-            behaviour = _wrap(method, fn, interceptor, redact) if fn is not None else _unimplemented(method)
+            behaviour = (
+                _wrap(method, fn, interceptor, redact, slots) if fn is not None else _unimplemented(method)
+            )
             self._handlers[path] = _FACTORIES[method.kind](
                 behaviour,
-                request_deserializer=deserializers.get(path, method.request.FromString),
+                request_deserializer=_tolerant(deserializers.get(path, method.request.FromString), method),
                 response_serializer=_serialize,
             )
 

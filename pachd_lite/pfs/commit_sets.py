@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from pachd_lite.errors import FailedPrecondition, NotFound
-from pachd_lite.pfs import graph
+from pachd_lite.pfs import garbage, graph, layers
 from pachd_lite.pfs.commits import WAIT_SLICE, commit_info, resolve_commit
 from pachd_lite.pfs.model import CommitInfo, CommitRef, PfsContext
 
@@ -98,8 +98,9 @@ def list_commit_sets(ctx: PfsContext, project: str = "") -> list[tuple[str, list
 def drop_commit_set(ctx: PfsContext, commit_set: str, squash: bool = False) -> None:
     """Remove every commit of the set; branch heads move to the parents, children are re-parented.
 
-    With ``squash`` the content is kept in the children (each commit here is a full snapshot,
-    so only heads are refused); without it, a commit with children cannot be dropped.
+    With ``squash`` the content is kept in the children (what they inherited from a dropped
+    commit moves into their own layers; heads are refused); without it, a commit with children
+    cannot be dropped.
     """
     with ctx.db.tx() as conn:
         rows = _set_rows(conn, commit_set)
@@ -125,6 +126,7 @@ def drop_commit_set(ctx: PfsContext, commit_set: str, squash: bool = False) -> N
                 raise FailedPrecondition(f"cannot squash commit set {commit_set}: it contains branch heads")
         now = time.time()
         for row in rows:
+            layers.fold_into_children(conn, row["id"])  # children keep their trees without it
             conn.execute(
                 "UPDATE branches SET head_id = ?, updated_at = ? WHERE head_id = ?",
                 (row["parent_id"], now, row["id"]),
@@ -132,12 +134,13 @@ def drop_commit_set(ctx: PfsContext, commit_set: str, squash: bool = False) -> N
             conn.execute(
                 "UPDATE commits SET parent_id = ? WHERE parent_id = ?", (row["parent_id"], row["id"])
             )
-            conn.execute("DELETE FROM files WHERE commit_id = ?", (row["id"],))
+            layers.drop(conn, row["id"])
             conn.execute(
                 "DELETE FROM commit_provenance WHERE commit_id = ? OR from_commit_id = ?",
                 (row["id"], row["id"]),
             )
             conn.execute("DELETE FROM commits WHERE id = ?", (row["id"],))
+        garbage.note_garbage(conn)
         # the jobs of this commit set go with their output commits, as in pachd
         for table, column in (
             ("jobs", "id"),

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from pachd_lite.errors import FailedPrecondition, InvalidArgument, NotFound
-from pachd_lite.pfs import graph
+from pachd_lite.pfs import garbage, graph, layers
 from pachd_lite.pfs.model import (
     ORIGIN_USER,
     STATE_FINISHED,
@@ -183,9 +183,7 @@ def finish_commit_row(
     ctx: PfsContext, conn: sqlite3.Connection, commit_id: int, description: str = "", error: str = ""
 ) -> None:
     now = time.time()
-    size = conn.execute(
-        "SELECT COALESCE(SUM(size), 0) FROM files WHERE commit_id = ?", (commit_id,)
-    ).fetchone()[0]
+    size = layers.total_size(conn, commit_id)
     conn.execute(
         "UPDATE commits SET finishing = COALESCE(finishing, ?), finished = ?, error = CASE WHEN ? != '' THEN ? "
         "ELSE error END, description = CASE WHEN ? != '' THEN ? ELSE description END, size_bytes = ?, "
@@ -324,13 +322,8 @@ def clear_commit(ctx: PfsContext, ref: CommitRef) -> None:
         if row["finished"] is not None:
             raise FailedPrecondition(f"commit {row['commit_set']} in repo {ref.repo} has already finished")
         # pachd drops the commit's own changes: the content goes back to the parent's.
-        conn.execute("DELETE FROM files WHERE commit_id = ?", (row["id"],))
-        if row["parent_id"] is not None:
-            conn.execute(
-                "INSERT INTO files(commit_id, path, blob, size, datum) "
-                "SELECT ?, path, blob, size, datum FROM files WHERE commit_id = ?",
-                (row["id"], row["parent_id"]),
-            )
+        layers.reset_to_parent(conn, row["id"])
+        garbage.note_garbage(conn)
 
 
 def set_metadata(conn: sqlite3.Connection, ref: CommitRef, metadata: dict[str, str]) -> None:

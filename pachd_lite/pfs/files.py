@@ -1,7 +1,7 @@
 """Files: the ModifyFile write session, reads (inspect/list/walk/glob/get/tar/diff), sandboxes.
 
-Each commit stores a full snapshot (path -> blob) in SQLite; a new commit starts from its
-parent's rows. Directories are implicit: a directory exists when a file lies below it.
+A commit's tree (path -> blob) lives in SQLite as layers (pachd_lite.pfs.layers); a new commit
+starts as its parent's tree. Directories are implicit: a directory exists when a file lies below it.
 """
 
 from __future__ import annotations
@@ -16,13 +16,15 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
+from pachd_lite import calls
 from pachd_lite.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from pachd_lite.pfs import commits as commits_mod
+from pachd_lite.pfs import layers
 from pachd_lite.pfs.commits import commit_ref, resolve_commit, start_commit_in
 from pachd_lite.pfs.glob import glob_match, literal_prefix
+from pachd_lite.pfs.layers import Entry
 from pachd_lite.pfs.model import BranchRef, CommitRef, FileInfo, PfsContext
 from pachd_lite.pfs.names import CONTROL_RE, clean_path, is_commit_id, parse_ancestry
 from pachd_lite.storage.blobs import READ_CHUNK, BlobWriter
@@ -32,32 +34,9 @@ ONE_OFF_WAIT = 120.0  # seconds a one-off write waits for another one-off on the
 _WRITE_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="upload-write")
 
 
-@dataclass
-class Entry:
-    path: str
-    blob: str
-    size: int
-    datum: str = ""
-
-
-def _range_args(prefix: str) -> tuple[str, str]:
-    return prefix, prefix + "\U0010ffff"
-
-
 def load_entries(conn: sqlite3.Connection, commit_id: int, under: str = "/") -> list[Entry]:
     """File entries of a commit at or below ``under`` (a cleaned path), sorted by path."""
-    if under == "/":
-        rows = conn.execute(
-            "SELECT path, blob, size, datum FROM files WHERE commit_id = ? ORDER BY path", (commit_id,)
-        ).fetchall()
-    else:
-        low, high = _range_args(under)
-        rows = conn.execute(
-            "SELECT path, blob, size, datum FROM files WHERE commit_id = ? AND path >= ? AND path < ? ORDER BY path",
-            (commit_id, low, high),
-        ).fetchall()
-        rows = [r for r in rows if r[0] == under or r[0].startswith(under + "/")]
-    return [Entry(*r) for r in rows]
+    return layers.entries(conn, commit_id, under)
 
 
 class Snapshot:
@@ -88,18 +67,28 @@ class Snapshot:
         return (path if path == "/" else path + "/") in self.dirs
 
     def _dir_hash(self, key: str) -> bytes:
-        if key not in self._hash_memo:
+        # iterative post-order: trees of any depth (no recursion limit)
+        stack = [(key, False)]
+        while stack:
+            current, children_done = stack.pop()
+            if current in self._hash_memo:
+                continue
+            children = sorted(self.dirs.get(current, ()))
+            if not children_done:
+                stack.append((current, True))
+                stack.extend((c, False) for c in children if c.endswith("/") and c not in self._hash_memo)
+                continue
             h = hashlib.blake2b(digest_size=32)
             size = 0
-            for child in sorted(self.dirs.get(key, ())):
+            for child in children:
                 if child.endswith("/"):
-                    h.update(self._dir_hash(child))
+                    h.update(self._hash_memo[child])
                     size += self._size_memo[child]
                 else:
                     h.update(bytes.fromhex(self.files[child].blob))
                     size += self.files[child].size
-            self._hash_memo[key] = h.digest()
-            self._size_memo[key] = size
+            self._hash_memo[current] = h.digest()
+            self._size_memo[current] = size
         return self._hash_memo[key]
 
     def info(self, path: str) -> FileInfo:
@@ -205,7 +194,12 @@ def glob_files(ctx: PfsContext, ref: CommitRef, pattern: str) -> list[FileInfo]:
 def glob_snapshot(snap: Snapshot, pattern: str) -> list[FileInfo]:
     if not snap.files:
         return []  # an empty commit has no root to match: zero datums, as in pachd
-    return [snap.info(p) for p in snap.all_paths() if glob_match(pattern, p)]
+    out = []
+    for p in snap.all_paths():
+        calls.check()
+        if glob_match(pattern, p):
+            out.append(snap.info(p))
+    return out
 
 
 def file_for_read(ctx: PfsContext, ref: CommitRef, path: str) -> tuple[FileInfo, Snapshot]:
@@ -335,6 +329,8 @@ class ModifyFileSession:
                 branch = ref.branch or ref.id
                 self.commit_id = start_commit_in(self.ctx, conn, BranchRef(ref.repo, branch))
                 self.one_off = True
+                # a crash before the write finishes leaves this row: start-up then drops the commit
+                conn.execute("INSERT OR REPLACE INTO one_off_writes(commit_id) VALUES (?)", (self.commit_id,))
             else:
                 raise FailedPrecondition(
                     f"commit {row['commit_set']} in repo {ref.repo} has already finished"
@@ -380,12 +376,10 @@ class ModifyFileSession:
     def _start_writer(self, path: str, datum: str) -> None:
         commit_id = self._require_commit()
         with self.ctx.db.read() as conn:
-            existing = conn.execute(
-                "SELECT blob FROM files WHERE commit_id = ? AND path = ?", (commit_id, path)
-            ).fetchone()
+            existing = layers.lookup(conn, commit_id, [path]).get(path)
         writer = self.ctx.blobs.writer()
         if existing is not None:  # AddFile appends
-            for chunk in self.ctx.blobs.read_chunks(existing[0]):
+            for chunk in self.ctx.blobs.read_chunks(existing.blob):
                 writer.write(chunk)
         self._path, self._datum, self._writer = path, datum, writer
 
@@ -401,31 +395,29 @@ class ModifyFileSession:
         except BaseException:
             writer.abort()
             raise
-        with self.ctx.db.tx() as conn:
-            row = self._open_row(conn)
-            self._put(conn, row["id"], path, digest, writer.size, datum)  # type: ignore[arg-type]
+        try:
+            with self.ctx.db.tx() as conn:
+                row = self._open_row(conn)
+                self._put(conn, row["id"], path, digest, writer.size, datum)  # type: ignore[arg-type]
+        finally:
+            self.ctx.blobs.release(digest)
 
     @staticmethod
     def _put(
         conn: sqlite3.Connection, commit_id: int, path: str, blob: str, size: int, datum: str = ""
     ) -> None:
-        clash = conn.execute(
-            "SELECT path FROM files WHERE commit_id = ? AND path > ? AND path < ? LIMIT 1",
-            (commit_id, path + "/", path + "/\U0010ffff"),
-        ).fetchone()
+        clash = layers.first_below(conn, commit_id, path)
         if clash is not None:
-            raise InvalidArgument(f"cannot write file {path}: it is a directory (holds {clash[0]})")
+            raise InvalidArgument(f"cannot write file {path}: it is a directory (holds {clash})")
+        parents = []
         parent = path.rsplit("/", 1)[0]
         while parent:
-            if conn.execute(
-                "SELECT 1 FROM files WHERE commit_id = ? AND path = ?", (commit_id, parent)
-            ).fetchone():
-                raise InvalidArgument(f"cannot write file {path}: {parent} is a file")
+            parents.append(parent)
             parent = parent.rsplit("/", 1)[0]
-        conn.execute(
-            "INSERT OR REPLACE INTO files(commit_id, path, blob, size, datum) VALUES (?, ?, ?, ?, ?)",
-            (commit_id, path, blob, size, datum),
-        )
+        files_above = layers.lookup(conn, commit_id, parents)
+        if files_above:
+            raise InvalidArgument(f"cannot write file {path}: {max(files_above, key=len)} is a file")
+        layers.put(conn, commit_id, Entry(path, blob, size, datum))
 
     def delete(self, path: str) -> None:
         self.flush()
@@ -524,6 +516,7 @@ class ModifyFileSession:
             if self.one_off and self.commit_id is not None:
                 with self.ctx.db.tx() as conn:
                     commits_mod.finish_commit_row(self.ctx, conn, self.commit_id)
+                    conn.execute("DELETE FROM one_off_writes WHERE commit_id = ?", (self.commit_id,))
         finally:
             self.one_off = False
             lock, self._one_off_lock = self._one_off_lock, None
@@ -547,23 +540,13 @@ class ModifyFileSession:
 
 def delete_path(conn: sqlite3.Connection, commit_id: int, path: str) -> None:
     """Delete a file or a whole directory from an open commit."""
-    if path == "/":
-        conn.execute("DELETE FROM files WHERE commit_id = ?", (commit_id,))
-        return
-    conn.execute(
-        "DELETE FROM files WHERE commit_id = ? AND (path = ? OR (path > ? AND path < ?))",
-        (commit_id, path, path + "/", path + "/\U0010ffff"),
-    )
+    layers.delete(conn, commit_id, path)
 
 
 # --- internal helpers for PPS --------------------------------------------------------------
 def replace_commit_files(conn: sqlite3.Connection, commit_id: int, entries: Iterable[Entry]) -> None:
     """Set an open commit's whole content (used to build pipeline output commits)."""
-    conn.execute("DELETE FROM files WHERE commit_id = ?", (commit_id,))
-    conn.executemany(
-        "INSERT OR REPLACE INTO files(commit_id, path, blob, size, datum) VALUES (?, ?, ?, ?, ?)",
-        [(commit_id, e.path, e.blob, e.size, e.datum) for e in entries],
-    )
+    layers.replace(conn, commit_id, list(entries))
 
 
 def ingest_tree(ctx: PfsContext, root: Path, prefix: str = "/", move: bool = True) -> list[Entry]:
@@ -624,6 +607,7 @@ def find_commits(
         row = resolve_commit(conn, start)
         last = commit_ref(conn, row)
         while row is not None:
+            calls.check()  # a long history: stop when the caller has gone
             searched += 1
             last = commit_ref(conn, row)
             mine = {(e.path, e.blob) for e in load_entries(conn, row["id"], path_c)}
@@ -648,13 +632,19 @@ def write_tree_to_commit(
 ) -> int:
     """Put every file under a local directory into an open commit (hard links or moves, no copies)."""
     entries = ingest_tree(ctx, root, prefix, move=move)
-    with ctx.db.tx() as conn:
-        row = resolve_commit(conn, ref)
-        if row["finished"] is not None:
-            raise FailedPrecondition(f"commit {row['commit_set']} in repo {ref.repo} has already finished")
+    try:
+        with ctx.db.tx() as conn:
+            row = resolve_commit(conn, ref)
+            if row["finished"] is not None:
+                raise FailedPrecondition(
+                    f"commit {row['commit_set']} in repo {ref.repo} has already finished"
+                )
+            for e in entries:
+                delete_path(conn, row["id"], e.path)
+                ModifyFileSession._put(conn, row["id"], e.path, e.blob, e.size)
+    finally:
         for e in entries:
-            delete_path(conn, row["id"], e.path)
-            ModifyFileSession._put(conn, row["id"], e.path, e.blob, e.size)
+            ctx.blobs.release(e.blob)
     return len(entries)
 
 

@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections import deque
 
+from pachd_lite.pfs import layers
 from pachd_lite.pfs.model import ORIGIN_AUTO
 
 GRAPH_MAX_DEPTH = 1000
@@ -29,7 +30,7 @@ def create_commit_row(
     provenance: list[int] | None = None,
     finished: bool = False,
 ) -> int:
-    """Insert a commit whose content starts as its parent's; return its row id."""
+    """Insert a commit whose tree starts as its parent's; return its row id."""
     now = time.time()
     cur = conn.execute(
         "INSERT INTO commits(repo_id, commit_set, branch_name, parent_id, origin, description, started, "
@@ -50,12 +51,7 @@ def create_commit_row(
         ),
     )
     commit_id = int(cur.lastrowid)
-    if parent_id is not None:
-        conn.execute(
-            "INSERT INTO files(commit_id, path, blob, size, datum) "
-            "SELECT ?, path, blob, size, datum FROM files WHERE commit_id = ?",
-            (commit_id, parent_id),
-        )
+    layers.start_layer(conn, commit_id, parent_id)
     for from_id in dict.fromkeys(provenance or []):
         conn.execute(
             "INSERT OR IGNORE INTO commit_provenance(commit_id, from_commit_id) VALUES (?, ?)",

@@ -16,6 +16,11 @@ UUID_RE = re.compile(r"^[\da-f]{12}4[\da-f]{19}$")
 PROJECT_NAME_LIMIT = 51
 ANCESTRY_RE = re.compile(r"^(?P<base>[^\^~.]+)(?P<ops>(?:[\^~]\d*)+)$")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# Limits on file paths, checked wherever a path enters (writes and reads): deeper or longer paths
+# are refused with INVALID_ARGUMENT. Both fit what a Linux filesystem can hold (PATH_MAX 4096),
+# which pipelines need when they place files in a datum's sandbox.
+MAX_PATH_DEPTH = 256  # components, e.g. /a/b/c has 3
+MAX_PATH_BYTES = 4096  # UTF-8 bytes of the cleaned path
 ROOT_OFFSET_RE = re.compile(r"^(?P<base>[^\^~.]+)\.(?P<n>\d+)$")
 
 
@@ -65,18 +70,39 @@ def validate_project_name(name: str) -> None:
         raise InvalidArgument(f"project name {name!r} is longer than {PROJECT_NAME_LIMIT} characters")
 
 
+def short_path(path: str, keep: int = 60) -> str:
+    """A path cut to fit an error message: its start and end around an ellipsis."""
+    return path if len(path) <= 2 * keep else f"{path[:keep]}…{path[-keep:]}"
+
+
 def clean_path(path: str) -> str:
-    """Normalise a PFS path to ``/a/b`` form; ``..`` components and control characters are refused."""
+    """Normalise a PFS path to ``/a/b`` form; ``..`` components, control characters and paths
+    over :data:`MAX_PATH_DEPTH` components or :data:`MAX_PATH_BYTES` bytes are refused."""
     if path and CONTROL_RE.search(path):
-        raise InvalidArgument(f"path {path!r} is invalid: control characters are not allowed")
+        raise InvalidArgument(f"path {short_path(path)!r} is invalid: control characters are not allowed")
+    if len(path) > 4 * MAX_PATH_BYTES:  # not worth splitting
+        raise InvalidArgument(
+            f"path {short_path(path)!r} is invalid: longer than the limit of {MAX_PATH_BYTES} bytes"
+        )
     parts = []
     for part in (path or "/").split("/"):
         if part in ("", "."):
             continue
         if part == "..":
-            raise InvalidArgument(f"path {path!r} is invalid: '..' components are not allowed")
+            raise InvalidArgument(f"path {short_path(path)!r} is invalid: '..' components are not allowed")
         parts.append(part)
-    return "/" + "/".join(parts)
+    if len(parts) > MAX_PATH_DEPTH:
+        raise InvalidArgument(
+            f"path {short_path(path)!r} is invalid: {len(parts)} levels deep, more than the limit of "
+            f"{MAX_PATH_DEPTH}"
+        )
+    cleaned = "/" + "/".join(parts)
+    size = len(cleaned.encode("utf-8", "surrogatepass"))
+    if size > MAX_PATH_BYTES:
+        raise InvalidArgument(
+            f"path {short_path(path)!r} is invalid: {size} bytes long, more than the limit of {MAX_PATH_BYTES}"
+        )
+    return cleaned
 
 
 def parent_dir(path: str) -> str:

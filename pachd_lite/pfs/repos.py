@@ -7,6 +7,7 @@ import sqlite3
 import time
 
 from pachd_lite.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from pachd_lite.pfs import garbage
 from pachd_lite.pfs.model import USER, PfsContext, RepoInfo, RepoRef
 from pachd_lite.pfs.names import validate_name
 from pachd_lite.pfs.projects import require_project
@@ -137,6 +138,7 @@ def delete_repo_row(conn: sqlite3.Connection, row: sqlite3.Row, force: bool = Fa
     commit_ids = f"SELECT id FROM commits WHERE repo_id IN ({marks})"
     branch_ids = f"SELECT id FROM branches WHERE repo_id IN ({marks})"
     conn.execute(f"DELETE FROM files WHERE commit_id IN ({commit_ids})", ids)
+    garbage.note_garbage(conn)
     conn.execute(
         f"DELETE FROM commit_provenance WHERE commit_id IN ({commit_ids}) OR from_commit_id IN ({commit_ids})",
         ids + ids,

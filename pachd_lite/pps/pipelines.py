@@ -290,8 +290,13 @@ def delete_pipeline(
 
 
 def set_stopped(ctx: PfsContext, project: str, name: str, stopped: bool) -> None:
+    """Pause or resume a pipeline. Stopping kills its unfinished jobs (JOB_KILLED, as pachd's
+    StopPipeline; the scheduler then stops their user code); jobs for commits made while it is
+    stopped wait in JOB_CREATED until it starts again."""
     with ctx.db.tx() as conn:
         record = require_pipeline(conn, project, name)
+        if stopped:
+            jobs.kill_unfinished(ctx, conn, record.project, record.name, "pipeline stopped")
         conn.execute(
             "UPDATE pipelines SET stopped = ?, state = ? WHERE project = ? AND name = ?",
             (int(stopped), PIPELINE_PAUSED if stopped else PIPELINE_RUNNING, record.project, record.name),

@@ -22,6 +22,17 @@ Public API (stable; the PPS core calls it):
         A started user process (used directly by datum batching): .pid, .poll(), .wait(t),
         .kill(), .returncode, .log_tail. With python_dotenv_shim=True, pachyderm_sdk's hard-coded
         /pfs/.env (datum batching) is redirected to <sandbox>/pfs/.env (see _SITECUSTOMIZE).
+        When it ends, everything it started ends too: its process group, every descendant seen
+        while it ran, and (after become_subreaper()) any orphan it left, even one that called
+        setsid() — nothing it started outlives the datum and writes to a sandbox or an output.
+    RunAs.from_env() -> RunAs | None   the user named by PACHD_LITE_USER_CODE_USER (needs root);
+        run_transform/run_err_cmd/UserProcess take `run_as=` and then start user code as that
+        user (uid, gid, no supplementary groups, HOME = the sandbox), as a worker pod's container
+        runs as its image's user, not as pachd.
+    become_subreaper() -> bool
+        Linux PR_SET_CHILD_SUBREAPER: orphaned descendants of user code are re-parented to this
+        process instead of init, so they can be found and stopped. The server calls it once;
+        only then are children that are not a running UserProcess treated as leftovers.
     write_dotenv(sandbox, env) -> Path   writes <sandbox>/pfs/.env (values /pfs-mapped).
     map_pfs_paths(text, sandbox) -> str
 
@@ -33,24 +44,33 @@ is set unless given, so Python user code's prints reach the logs while it runs.
 
 from __future__ import annotations
 
+import array
 import collections
+import ctypes
+import fcntl
 import logging
 import os
+import pwd
 import re
 import signal
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 from pachyderm_sdk.api import pps
 
 __all__ = [
+    "TOKEN_ENV_VARS",
+    "RunAs",
     "RunResult",
     "UserProcess",
+    "become_subreaper",
     "job_env",
     "map_pfs_paths",
     "run_err_cmd",
@@ -64,6 +84,7 @@ log = logging.getLogger(__name__)
 # "/pfs" as a path prefix: not preceded by a path character, followed by "/" or a non-name char.
 _PFS_PREFIX = re.compile(r"(?<![\w./~-])/pfs(?=/|$|[^\w.-])")
 DOTENV_ENV_VAR = "PACHD_LITE_DOTENV"
+TOKEN_ENV_VARS = ("PACH_PYTHON_AUTH_TOKEN", "PACH_TOKEN")  # where user code gets the auth token
 
 
 def map_pfs_paths(text: str, sandbox: Path | str) -> str:
@@ -109,7 +130,8 @@ def job_env(
             str(pachd_address[1]),
         )
     if auth_token:
-        env["PACH_PYTHON_AUTH_TOKEN"] = env["PACH_TOKEN"] = auth_token
+        for key in TOKEN_ENV_VARS:
+            env[key] = auth_token
     return env
 
 
@@ -138,6 +160,109 @@ def write_dotenv(sandbox: Path | str, env: Mapping[str, str]) -> Path:
     tmp.write_text("".join(lines))
     os.replace(tmp, path)
     return path
+
+
+USER_ENV_VAR = "PACHD_LITE_USER_CODE_USER"
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """An unprivileged user that user code runs as (pachd-lite itself runs as root)."""
+
+    name: str
+    uid: int
+    gid: int
+
+    @classmethod
+    def from_env(cls) -> RunAs | None:
+        name = os.environ.get(USER_ENV_VAR, "").strip()
+        if not name:
+            return None
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise ValueError(f"{USER_ENV_VAR}={name}: no such user on this machine") from None
+        if entry.pw_uid == 0:
+            raise ValueError(f"{USER_ENV_VAR}={name}: user code must run as an unprivileged user, not root")
+        if os.geteuid() != 0:
+            raise ValueError(
+                f"{USER_ENV_VAR}={name}: pachd-lite must run as root to start user code as {name}"
+            )
+        return cls(name, entry.pw_uid, entry.pw_gid)
+
+    def own(self, *paths: Path) -> None:
+        """Give ``paths`` to this user (its sandbox folder and /pfs/out)."""
+        for path in paths:
+            os.chown(path, self.uid, self.gid)
+
+
+_LINE_MAX = 1 << 16
+_PR_SET_CHILD_SUBREAPER = 36
+_SAMPLE_EVERY = 0.5  # seconds between looks at a running user process's descendants
+_family_lock = threading.Lock()  # a new user process is registered before any sweep can see it
+_leaders: set[int] = set()  # pids of running UserProcesses (this process's legitimate children)
+_subreaper = False
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (see module docstring); False where prctl is unavailable."""
+    global _subreaper
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    _subreaper = True
+    return True
+
+
+def _kill_tree(proc: psutil.Process) -> None:
+    try:
+        members = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        members = [proc]
+    for member in members:
+        try:
+            member.kill()  # psutil refuses if the pid now belongs to another process
+        except psutil.Error:
+            pass
+
+
+def _child_pids() -> set[int]:
+    """This process's children, from /proc/self/task/*/children (psutil scans every process)."""
+    pids: set[int] = set()
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children") as fh:
+                pids.update(int(p) for p in fh.read().split())
+    except OSError:  # a thread ended meanwhile, or a kernel without the file
+        return {c.pid for c in psutil.Process().children()}
+    return pids
+
+
+def _sweep_orphans() -> None:
+    """Kill and reap children of this (subreaper) process that are no running UserProcess."""
+    if not _subreaper:
+        return
+    with _family_lock:
+        strays = []
+        for pid in _child_pids() - _leaders:
+            try:
+                strays.append(psutil.Process(pid))
+            except psutil.Error:
+                continue
+        for child in strays:
+            _kill_tree(child)
+    for child in strays:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(child.pid, os.WNOHANG)[0]:
+                    break
+            except ChildProcessError:
+                break
+            time.sleep(0.01)
 
 
 # A known difference from pachd, documented for users: pachyderm_sdk's datum batching loads the
@@ -224,6 +349,7 @@ class UserProcess:
         on_log: Callable[[str], None] | None = None,
         tail_lines: int = 50,
         python_dotenv_shim: bool = False,
+        run_as: RunAs | None = None,
     ) -> None:
         if not cmd:
             raise ValueError("transform.cmd is empty; pachd-lite cannot fall back to an image entrypoint")
@@ -231,22 +357,34 @@ class UserProcess:
         self._on_log = on_log
         self.log_tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
         full_env = user_process_env(env, self.sandbox)
+        user: dict = {}
+        if run_as is not None:
+            user = {"user": run_as.uid, "group": run_as.gid, "extra_groups": []}
+            full_env.update({"USER": run_as.name, "LOGNAME": run_as.name})
+            if "HOME" not in env:
+                full_env["HOME"] = str(self.sandbox)  # root's HOME is not theirs
         if python_dotenv_shim:
             _install_python_shim(self.sandbox, full_env)
         argv = [map_pfs_paths(a, self.sandbox) for a in cmd]
         workdir = map_pfs_paths(cwd, self.sandbox) if cwd else str(self.sandbox)
         stdin_data = [map_pfs_paths(line, self.sandbox) for line in stdin_lines]
         self.started = time.monotonic()
-        self._proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE if stdin_data else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            env=full_env,
-            start_new_session=True,  # own process group: kill() takes children (e.g. a JVM) too
-        )
+        with _family_lock:
+            self._proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE if stdin_data else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
+                env=full_env,
+                start_new_session=True,  # own process group: kill() takes children (e.g. a JVM) too
+                **user,
+            )
+            _leaders.add(self._proc.pid)
         self.pid = self._proc.pid
+        self._busy = False
+        self._descendants: dict[int, psutil.Process] = {}
+        self._sampled = 0.0
         self._reader = threading.Thread(target=self._pump, name=f"user-log-{self.pid}", daemon=True)
         self._reader.start()
         if stdin_data:
@@ -262,9 +400,39 @@ class UserProcess:
 
     def _pump(self) -> None:
         assert self._proc.stdout is not None
-        for raw in iter(lambda: self._proc.stdout.readline(1 << 16), b""):
-            self.emit(raw.decode(errors="replace").rstrip("\r\n"))
+        fd = self._proc.stdout.fileno()
+        partial = b""
+        while True:
+            self._busy = False
+            chunk = os.read(fd, _LINE_MAX)  # unbuffered: what drain() cannot see is in the pipe
+            self._busy = True
+            if not chunk:
+                break
+            *lines, partial = (partial + chunk).split(b"\n")
+            if len(partial) >= _LINE_MAX:  # an endless line is logged in pieces
+                lines.append(partial)
+                partial = b""
+            for raw in lines:
+                self.emit(raw.decode(errors="replace").rstrip("\r"))
+        if partial:
+            self.emit(partial.decode(errors="replace").rstrip("\r"))
+        self._busy = False
         self._proc.stdout.close()
+
+    def drain(self, timeout: float = 0.05) -> None:
+        """Wait briefly until every line written so far was emitted (datum batching calls this
+        before switching datums, so a datum's last lines are attributed to it)."""
+        assert self._proc.stdout is not None
+        pending = array.array("i", [0])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                fcntl.ioctl(self._proc.stdout.fileno(), termios.FIONREAD, pending)
+            except (OSError, ValueError):
+                return  # the output is closed: everything was emitted
+            if not pending[0] and not self._busy:
+                return
+            time.sleep(0.002)
 
     def emit(self, line: str) -> None:
         """Record a log line (also used for pachd-lite's own messages about this process)."""
@@ -287,9 +455,21 @@ class UserProcess:
         try:
             code = self._proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            self._sample_descendants()
             return None
         self._finish()
         return code
+
+    def _sample_descendants(self) -> None:
+        now = time.monotonic()
+        if now - self._sampled < _SAMPLE_EVERY:
+            return
+        self._sampled = now
+        try:
+            for child in psutil.Process(self.pid).children(recursive=True):
+                self._descendants.setdefault(child.pid, child)
+        except psutil.Error:
+            pass
 
     def kill(self) -> None:
         """Kill the whole process group and wait for it."""
@@ -304,8 +484,13 @@ class UserProcess:
             pass
 
     def _finish(self) -> None:
-        # Background children still holding the output pipe die with the datum, as in a pod.
+        # Background children die with the datum, also those that left the process group.
         self._killpg()
+        for child in self._descendants.values():
+            _kill_tree(child)
+        with _family_lock:
+            _leaders.discard(self.pid)
+        _sweep_orphans()
         self._reader.join(timeout=5)
 
 
@@ -320,6 +505,7 @@ def _run(
     timeout: float | None,
     cancel: threading.Event | None,
     tail_lines: int,
+    run_as: RunAs | None,
 ) -> RunResult:
     started = time.monotonic()
     try:
@@ -331,6 +517,7 @@ def _run(
             cwd=transform.working_dir or None,
             on_log=on_log,
             tail_lines=tail_lines,
+            run_as=run_as,
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError, ValueError) as e:
         msg = f"could not start user code {list(cmd)!r}: {e}"
@@ -376,6 +563,7 @@ def run_transform(
     timeout: float | None = None,
     cancel: threading.Event | None = None,
     tail_lines: int = 50,
+    run_as: RunAs | None = None,
 ) -> RunResult:
     """Run `transform.cmd` for one datum (see module docstring)."""
     return _run(
@@ -388,6 +576,7 @@ def run_transform(
         timeout=timeout,
         cancel=cancel,
         tail_lines=tail_lines,
+        run_as=run_as,
     )
 
 
@@ -400,6 +589,7 @@ def run_err_cmd(
     timeout: float | None = None,
     cancel: threading.Event | None = None,
     tail_lines: int = 50,
+    run_as: RunAs | None = None,
 ) -> RunResult | None:
     """Run `transform.err_cmd` with `err_stdin` after a datum failed all its tries; success
     means the datum is RECOVERED. None if the spec has no err_cmd."""
@@ -415,4 +605,5 @@ def run_err_cmd(
         timeout=timeout,
         cancel=cancel,
         tail_lines=tail_lines,
+        run_as=run_as,
     )

@@ -6,6 +6,10 @@ job (the latest successful job of the pipeline) and carries their outputs forwar
 others in sandboxes on worker threads (parallelism_spec capped by the server's limit), then
 builds the output commit as the union of every datum's outputs — two datums writing one
 path fail the job with pachd's message. After a crash, unfinished jobs start over.
+
+A job succeeds only if every datum has a result (processed, skipped or recovered): an error
+in pachd-lite's own datum handling (placing an input, collecting an output) fails that datum
+with a reason naming it and the file, and the job with it; a worker thread never dies silently.
 """
 
 from __future__ import annotations
@@ -26,13 +30,13 @@ from pachyderm_sdk.api import pps
 from pachd_lite.errors import NotFound
 from pachd_lite.pfs import commits, files
 from pachd_lite.pfs.model import PfsContext
-from pachd_lite.pps import jobs
+from pachd_lite.pps import jobs, sandboxes
 from pachd_lite.pps import secrets as pipeline_secrets
 from pachd_lite.pps.datums import Datum, Match, PfsInputRef, compute_datums, datum_env
 from pachd_lite.pps.logs import LogStore
-from pachd_lite.pps.orphans import kill_orphaned_user_code
+from pachd_lite.pps.outputs import OutputError, collect_outputs
 from pachd_lite.pps.pipelines import PipelineRecord, find_pipeline
-from pachd_lite.pps.runner import job_env, run_err_cmd, run_transform
+from pachd_lite.pps.runner import USER_ENV_VAR, RunAs, become_subreaper, job_env, run_err_cmd, run_transform
 from pachd_lite.pps.worker_service import DatumState as BatchState
 from pachd_lite.pps.worker_service import run_batched
 
@@ -81,20 +85,25 @@ class Scheduler:
         pachd_address: tuple[str, int],
         max_parallelism: int = 0,
         auth_token: str = "",
+        run_as: RunAs | None = None,
     ):
         self.ctx = ctx
         self.logs = logs
         self.pachd_address = pachd_address
         self.auth_token = auth_token
+        self.run_as = run_as  # None: user code runs as pachd-lite's own user
         self.cap = max_parallelism or os.cpu_count() or 1
         self.slots = threading.BoundedSemaphore(self.cap)
-        self.sandbox_root = ctx.root / "sandboxes"
+        self.sandbox_root = ctx.root / "sandboxes"  # replaced by a folder outside the root at start
         self._running: dict[tuple[str, str], threading.Thread] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pps-scheduler", daemon=True)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
+        if not become_subreaper():
+            log.warning("cannot adopt orphaned user processes (no PR_SET_CHILD_SUBREAPER): "
+                        "a process user code detaches with setsid may outlive its datum")  # fmt: skip
         self.recover()
         self._thread.start()
 
@@ -105,11 +114,19 @@ class Scheduler:
         self._thread.join(5)
         for thread in list(self._running.values()):
             thread.join(5)
+        if not any(t.is_alive() for t in self._running.values()):
+            shutil.rmtree(self.sandbox_root, ignore_errors=True)
 
     def recover(self) -> None:
         """Unfinished jobs from before a crash start over; finished jobs are untouched."""
-        kill_orphaned_user_code(self.sandbox_root)
-        shutil.rmtree(self.sandbox_root, ignore_errors=True)
+        if self.run_as is not None:
+            os.chmod(self.ctx.root, 0o700)  # the store, the database, secrets: out of user code's reach
+        elif os.geteuid() == 0:
+            log.warning(
+                "user code runs as root: it can read and change everything under %s (set %s to an "
+                "unprivileged user to prevent that)", self.ctx.root, USER_ENV_VAR,
+            )  # fmt: skip
+        self.sandbox_root = sandboxes.open_area(self.ctx.root, shared_with_other_user=self.run_as is not None)
         with self.ctx.db.tx() as conn:
             rows = conn.execute(
                 "SELECT * FROM jobs WHERE state IN (?, ?, ?)", (jobs.STARTING, jobs.RUNNING, jobs.FINISHING)
@@ -182,6 +199,7 @@ class JobRunner:
         self._lock = threading.Lock()
         self._last_flush = time.monotonic()
         self.counts = defaultdict(int)
+        self._done: set[str] = set()  # ids of datums with a result
 
     def master_log(self, message: str) -> None:
         self.s.logs.append(self.job.project, self.job.pipeline, self.job.id, "", message, master=True)
@@ -306,6 +324,11 @@ class JobRunner:
             datum, reason = self.failure
             self._end(jobs.FAILURE, f"datum {datum.id} failed: {reason}".rstrip())
             return
+        missing = [d.id for d in datums if d.id not in self._done]
+        if missing:  # a job succeeds only if every datum was processed, skipped or recovered
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            self._end(jobs.FAILURE, f"{len(missing)} datum(s) never ran: {shown}")
+            return
         self._finish_success()
 
     def _compute_datums(self, record: PipelineRecord, inputs, snaps) -> list[Datum]:
@@ -355,8 +378,23 @@ class JobRunner:
     def _sandbox(self, name: str) -> Path:
         path = self.s.sandbox_root / self.job.id / self.job.pipeline / name
         shutil.rmtree(path, ignore_errors=True)
-        (path / "pfs" / "out").mkdir(parents=True)
+        (path / "pfs").mkdir(parents=True)
+        if self.s.run_as is not None:
+            self.s.run_as.own(path, path / "pfs")
+        self._make_out(path / "pfs")
         return path
+
+    def _make_out(self, pfs_dir: Path) -> None:
+        (pfs_dir / "out").mkdir(exist_ok=True)
+        if self.s.run_as is not None:
+            self.s.run_as.own(pfs_dir / "out")
+
+    def _collect(self, sandbox: Path) -> list[files.Entry]:
+        confined = self.s.run_as is not None
+        return collect_outputs(
+            self.ctx, sandbox / "pfs" / "out", confine_to=sandbox if confined else None,
+            owner=self.s.run_as.uid if confined else None,
+        )  # fmt: skip
 
     def _on_log(self, datum_id: str) -> Callable[[str], None]:
         def emit(line: str) -> None:
@@ -379,53 +417,77 @@ class JobRunner:
                 with self.s.slots:
                     if self.cancel.is_set():
                         return
-                    self._process_one(spec, env, datum, tries, timeout or None, resolver, index)
+                    try:
+                        self._process_one(spec, env, datum, tries, timeout or None, resolver, index)
+                    except Exception as exc:  # never lose a datum to a dead thread
+                        self._machinery_failed(datum, exc)
                 self._check_killed_now_and_then()
 
-        threads = [
-            threading.Thread(target=worker, args=(i,), daemon=True) for i in range(min(workers, len(todo)))
-        ]
+        self._run_threads([(worker, (i,)) for i in range(min(workers, len(todo)))])
+
+    def _run_threads(self, targets) -> None:
+        threads = [threading.Thread(target=t, args=a, daemon=True) for t, a in targets]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
 
-    def _process_one(self, spec, env, datum: Datum, tries: int, timeout, resolver, index: int) -> None:
-        on_log = self._on_log(datum.id)
-        last = None
-        sandbox = None
-        for attempt in range(1, tries + 1):
-            sandbox = self._sandbox(f"w{index}")
-            resolver.place(datum, sandbox / "pfs")
-            result = run_transform(
-                spec.transform,
-                sandbox,
-                {**env, **datum_env(datum)},
-                on_log=on_log,
-                timeout=timeout,
-                cancel=self.cancel,
-            )
-            if result.success:
-                outputs = files.ingest_tree(self.ctx, sandbox / "pfs" / "out", move=True)
-                self._record(DatumResult(datum, DATUM_SUCCESS, outputs=outputs))
-                shutil.rmtree(sandbox, ignore_errors=True)
-                return
-            last = result
-            if self.cancel.is_set():
-                return
-            on_log(f"datum {datum.id} failed (try {attempt} of {tries}): {result.error}")
-        recovered = run_err_cmd(spec.transform, sandbox, {**env, **datum_env(datum)}, on_log=on_log)
-        if sandbox is not None:
-            shutil.rmtree(sandbox, ignore_errors=True)
-        if recovered is not None and recovered.success:
-            self._record(DatumResult(datum, DATUM_RECOVERED, reason=last.failure_reason()))
-            return
-        reason = last.failure_reason() if last is not None else "datum failed"
+    def _machinery_failed(self, datum: Datum, exc: Exception) -> None:
+        """pachd-lite itself could not handle ``datum``: it fails, and so does the job."""
+        if isinstance(exc, (OutputError, InputPlacementError)):
+            reason = str(exc)
+        else:
+            log.exception("datum %s of job %s failed inside pachd-lite", datum.id, self.job)
+            reason = f"pachd-lite internal error while processing the datum: {type(exc).__name__}: {exc}"
+        self._on_log(datum.id)(reason)
+        self._fail_datum(datum, reason)
+
+    def _first_unfinished(self, datums: list[Datum]) -> Datum:
+        with self._lock:
+            return next((d for d in datums if d.id not in self._done), datums[0])
+
+    def _fail_datum(self, datum: Datum, reason: str) -> None:
         self._record(DatumResult(datum, DATUM_FAILED, reason=reason))
         with self._lock:
             if self.failure is None:
                 self.failure = (datum, reason)
         self.cancel.set()
+
+    def _process_one(self, spec, env, datum: Datum, tries: int, timeout, resolver, index: int) -> None:
+        on_log = self._on_log(datum.id)
+        last = None
+        sandbox = None
+        try:
+            for attempt in range(1, tries + 1):
+                sandbox = self._sandbox(f"w{index}")
+                resolver.place(datum, sandbox / "pfs")
+                result = run_transform(
+                    spec.transform,
+                    sandbox,
+                    {**env, **datum_env(datum)},
+                    on_log=on_log,
+                    timeout=timeout,
+                    cancel=self.cancel,
+                    run_as=self.s.run_as,
+                )
+                if result.success:
+                    outputs = self._collect(sandbox)
+                    self._record(DatumResult(datum, DATUM_SUCCESS, outputs=outputs))
+                    return
+                last = result
+                if self.cancel.is_set():
+                    return
+                on_log(f"datum {datum.id} failed (try {attempt} of {tries}): {result.error}")
+            recovered = run_err_cmd(
+                spec.transform, sandbox, {**env, **datum_env(datum)}, on_log=on_log, run_as=self.s.run_as
+            )
+        finally:
+            if sandbox is not None:
+                shutil.rmtree(sandbox, ignore_errors=True)
+        if recovered is not None and recovered.success:
+            self._record(DatumResult(datum, DATUM_RECOVERED, reason=last.failure_reason()))
+            return
+        self._fail_datum(datum, last.failure_reason() if last is not None else "datum failed")
 
     def _secret_env(self, spec: pps.CreatePipelineRequest) -> dict[str, str] | None:
         """The values of ``transform.secrets``, read at job start (as a new worker pod would).
@@ -458,63 +520,58 @@ class JobRunner:
         chunks = [todo[i::workers] for i in range(workers)] if todo else []
 
         def worker(index: int, chunk: list[Datum]) -> None:
-            remaining = chunk
             with self.s.slots:
-                for attempt in range(1, tries + 1):
-                    if not remaining or self.cancel.is_set():
-                        return
-                    sandbox = self._sandbox(f"b{index}")
-                    pfs_dir = sandbox / "pfs"
-                    outcome_out: dict[str, list[files.Entry]] = {}
+                try:
+                    batch(index, chunk)
+                except Exception as exc:  # never lose the chunk to a dead thread
+                    self._machinery_failed(self._first_unfinished(chunk), exc)
 
-                    def prepare(d: Datum, pfs_dir=pfs_dir) -> dict[str, str]:
-                        for child in pfs_dir.iterdir():
-                            if child.name not in (".env",):
-                                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
-                        (pfs_dir / "out").mkdir(exist_ok=True)
-                        resolver.place(d, pfs_dir)
-                        return datum_env(d)
+        def batch(index: int, remaining: list[Datum]) -> None:
+            for attempt in range(1, tries + 1):
+                if not remaining or self.cancel.is_set():
+                    return
+                sandbox = self._sandbox(f"b{index}")
+                pfs_dir = sandbox / "pfs"
+                outcome_out: dict[str, list[files.Entry]] = {}
 
-                    def finish(d: Datum, error: str | None, pfs_dir=pfs_dir, outcome_out=outcome_out) -> None:
-                        if error is None:
-                            outcome_out[d.id] = files.ingest_tree(self.ctx, pfs_dir / "out", move=True)
+                def prepare(d: Datum, pfs_dir=pfs_dir) -> dict[str, str]:
+                    for child in pfs_dir.iterdir():
+                        if child.name not in (".env",):
+                            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+                    self._make_out(pfs_dir)
+                    resolver.place(d, pfs_dir)
+                    return datum_env(d)
 
-                    def on_log(line: str, d: Datum | None) -> None:
-                        self.s.logs.append(
-                            self.job.project, self.job.pipeline, self.job.id, d.id if d else "", line
+                def finish(d: Datum, error: str | None, pfs_dir=pfs_dir, outcome_out=outcome_out) -> None:
+                    if error is None:
+                        outcome_out[d.id] = self._collect(pfs_dir.parent)
+
+                def on_log(line: str, d: Datum | None) -> None:
+                    self.s.logs.append(
+                        self.job.project, self.job.pipeline, self.job.id, d.id if d else "", line
+                    )
+
+                result = run_batched(
+                    spec.transform, env, sandbox, remaining, prepare, finish, on_log,
+                    datum_timeout=timeout, cancel=self.cancel, admin_token=self.s.auth_token, run_as=self.s.run_as,
+                )  # fmt: skip
+                shutil.rmtree(sandbox, ignore_errors=True)
+                retry: list[Datum] = []
+                for o in result.outcomes:
+                    if o.state == BatchState.SUCCESS:
+                        self._record(
+                            DatumResult(o.datum, DATUM_SUCCESS, outputs=outcome_out.get(o.datum.id, []))
                         )
-
-                    result = run_batched(
-                        spec.transform, env, sandbox, remaining, prepare, finish, on_log,
-                        datum_timeout=timeout, cancel=self.cancel,
-                    )  # fmt: skip
-                    shutil.rmtree(sandbox, ignore_errors=True)
-                    retry: list[Datum] = []
-                    for o in result.outcomes:
-                        if o.state == BatchState.SUCCESS:
-                            self._record(
-                                DatumResult(o.datum, DATUM_SUCCESS, outputs=outcome_out.get(o.datum.id, []))
+                    else:
+                        retry.append(o.datum)
+                        if attempt == tries:
+                            reason = (o.error or result.error or "datum not run") + (
+                                "\n" + "\n".join(result.log_tail) if result.log_tail else ""
                             )
-                        else:
-                            retry.append(o.datum)
-                            if attempt == tries:
-                                reason = (o.error or result.error or "datum not run") + (
-                                    "\n" + "\n".join(result.log_tail) if result.log_tail else ""
-                                )
-                                self._record(DatumResult(o.datum, DATUM_FAILED, reason=reason))
-                                with self._lock:
-                                    if self.failure is None:
-                                        self.failure = (o.datum, reason)
-                                self.cancel.set()
-                    remaining = retry
+                            self._fail_datum(o.datum, reason)
+                remaining = retry
 
-        threads = [
-            threading.Thread(target=worker, args=(i, c), daemon=True) for i, c in enumerate(chunks) if c
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        self._run_threads([(worker, (i, c)) for i, c in enumerate(chunks) if c])
 
     def _watch_for_kill(self, done: threading.Event, job_timeout: float = 0.0) -> None:
         """Cancel running user code as soon as the job is stopped (StopJob, update, delete) or
@@ -540,6 +597,7 @@ class JobRunner:
     def _record(self, result: DatumResult) -> None:
         with self._lock:
             self._pending.append(result)
+            self._done.add(result.datum.id)
             key = {DATUM_SUCCESS: "processed", DATUM_SKIPPED: "skipped", DATUM_FAILED: "failed"}.get(
                 result.state, "recovered"
             )
@@ -553,6 +611,14 @@ class JobRunner:
             pending, self._pending = self._pending, []
             self._last_flush = time.monotonic()
             counts = dict(self.counts)
+        try:
+            self._write_results(pending, counts)
+        except BaseException:
+            with self._lock:  # written with the next flush, never dropped
+                self._pending[:0] = pending
+            raise
+
+    def _write_results(self, pending: list[DatumResult], counts: dict[str, int]) -> None:
         key = (self.job.project, self.job.pipeline, self.job.id)
         with self.ctx.db.tx() as conn:
             job = jobs.find_job(conn, *key)
@@ -633,6 +699,10 @@ class JobRunner:
         self.master_log("job succeeded")
 
 
+class InputPlacementError(Exception):
+    """A datum's input file cannot be placed in its sandbox (e.g. a name too long for the host)."""
+
+
 class _Materialiser:
     """Places a datum's input files into a sandbox by hard links from the blob store."""
 
@@ -651,7 +721,14 @@ class _Materialiser:
                 continue
             snap = self.snaps[row["id"]]
             info = snap.info(inp.path)
-            files.materialise(self.ctx, [info], snap, pfs_dir / inp.name)
+            try:
+                files.materialise(self.ctx, [info], snap, pfs_dir / inp.name)
+            except OSError as e:
+                name = os.path.basename(e.filename) if isinstance(e.filename, str) else inp.path
+                raise InputPlacementError(
+                    f"input {inp.name}: cannot place {inp.repo}@{inp.commit}:{inp.path} in /pfs/{inp.name} "
+                    f"({e.strerror}: {name})"
+                ) from None
 
 
 def _merge_outputs(rows) -> tuple[list[files.Entry], str]:

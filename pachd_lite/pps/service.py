@@ -7,6 +7,7 @@ from typing import Any
 from pachd_lite.pfs.model import PfsContext
 from pachd_lite.pps import jobs
 from pachd_lite.pps.logs import LogStore
+from pachd_lite.pps.runner import RunAs
 from pachd_lite.pps.scheduler import Scheduler
 
 
@@ -18,9 +19,14 @@ class PpsService:
         ctx.new_commit_hooks.append(jobs.new_commit_hook(ctx))
         self.logs = LogStore(ctx)
         host = config.host if config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        try:
+            run_as = RunAs.from_env()
+        except ValueError as e:
+            raise SystemExit(f"pachd-lite: {e}") from None
         self.scheduler = Scheduler(
-            ctx, self.logs, (host, config.port), config.max_parallelism, auth_token=config.auth_token
-        )
+            ctx, self.logs, (host, config.port), config.max_parallelism, auth_token=config.auth_token,
+            run_as=run_as,
+        )  # fmt: skip
         self.api = PpsApi(ctx, self.logs)
 
     def set_port(self, port: int) -> None:

@@ -8,7 +8,8 @@ Public API (stable; the PPS core calls it):
                 finish_datum: Callable[[D, str | None], None],
                 on_log: Callable[[str, D | None], None] | None = None, *,
                 datum_timeout: float | None = None, cancel: threading.Event | None = None,
-                tail_lines: int = 50) -> BatchResult[D]
+                tail_lines: int = 50, admin_token: str = "",
+                run_as: runner.RunAs | None = None) -> BatchResult[D]
 
     Starts a gRPC server on a free localhost port serving /pachyderm.worker.Worker/{NextDatum,
     Status,Cancel}, then the user process once (`transform.cmd`/`stdin` via runner.UserProcess,
@@ -28,13 +29,23 @@ Public API (stable; the PPS core calls it):
     Retries (`datum_tries`) are the caller's: run the failed datums again with a new call, which
     restarts the user process, as pachd restarts user code after a failed datum.
     `on_log(line, datum)` gets every output line with the datum in progress (None between datums).
+
+Access: the service answers only the batch's own user code — the caller's TCP connection must
+belong to the user process or one of its descendants (looked up in /proc by the connection's
+ports; pachyderm_sdk's worker channel sends no credentials, so the process is the credential) —
+or a caller sending `admin_token` (the server's auth token) as `authn-token` metadata; anyone
+else gets UNAUTHENTICATED. The auth token is never sent back: NextDatum's env and the .env file
+leave out PACH_TOKEN/PACH_PYTHON_AUTH_TOKEN (the user process has them from its start).
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
+import os
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -44,10 +55,12 @@ from typing import Generic, TypeVar
 
 import betterproto.lib.google.protobuf as pb
 import grpc
+import psutil
 from pachyderm_sdk.api import pps
 from pachyderm_sdk.api import worker as worker_api
 
-from pachd_lite.pps.runner import UserProcess, write_dotenv
+from pachd_lite.pps import runner
+from pachd_lite.pps.runner import TOKEN_ENV_VARS, UserProcess, write_dotenv
 
 __all__ = ["BatchResult", "DatumOutcome", "DatumState", "PREMATURE_EXIT", "run_batched"]
 
@@ -98,6 +111,8 @@ class _Batch(Generic[D]):
         datum_timeout: float | None,
         cancel: threading.Event,
         tail_lines: int,
+        admin_token: str = "",
+        run_as: runner.RunAs | None = None,
     ) -> None:
         self.transform, self.env, self.sandbox = transform, dict(env), Path(sandbox)
         self.prepare_datum, self.finish_datum, self.on_log = prepare_datum, finish_datum, on_log
@@ -112,10 +127,78 @@ class _Batch(Generic[D]):
         self.proc: UserProcess | None = None
         self.pids: list[int] = []
         self.log_tail: list[str] = []
+        self.admin_token = admin_token
+        self.run_as = run_as
+        self.port = 0
+        # peer -> (pid, fd, "socket:[inode]") of a connection the current user process holds
+        self.trusted_peers: dict[str, tuple[int, int, str]] = {}
+
+    # --- access -------------------------------------------------------------------------------
+
+    def _authorize(self, context: grpc.ServicerContext) -> None:
+        if self.admin_token:
+            sent = dict(context.invocation_metadata()).get("authn-token", "")
+            if isinstance(sent, str) and hmac.compare_digest(sent.encode(), self.admin_token.encode()):
+                return
+        peer = urllib.parse.unquote(context.peer())  # "ipv6:%5B::1%5D:PORT"
+        if self._still_trusted(peer):
+            return  # the SDK keeps its connection: one full lookup per connection
+        owner = self._from_user_code(peer)
+        if owner is not None:
+            self.trusted_peers[peer] = owner
+            return
+        context.abort(
+            grpc.StatusCode.UNAUTHENTICATED,
+            "the worker API answers only the job's own user code (or a caller with the auth token "
+            "in authn-token)",
+        )
+
+    def _still_trusted(self, peer: str) -> bool:
+        """The cached owner of ``peer`` still holds the very socket (same fd, same inode): a new
+        connection reusing the port is another socket, so the verdict cannot pass to it."""
+        owner = self.trusted_peers.get(peer)
+        if owner is None:
+            return False
+        pid, fd, link = owner
+        try:
+            return os.readlink(f"/proc/{pid}/fd/{fd}") == link
+        except OSError:
+            return False
+
+    def _from_user_code(self, peer: str) -> tuple[int, int, str] | None:
+        """(pid, fd, fd link) of our user code's process that holds the connection from ``peer``
+        ("ipv4:127.0.0.1:PORT"); None if no process of the user code holds it."""
+        proc = self.proc
+        try:
+            client_port = int(peer.rsplit(":", 1)[1])
+        except (IndexError, ValueError):
+            return None
+        if proc is None or not peer.startswith(("ipv4:127.", "ipv6:[::1]", "ipv6:[::ffff:127.")):
+            return None
+        try:
+            leader = psutil.Process(proc.pid)
+            family = [leader, *leader.children(recursive=True)]
+        except psutil.Error:
+            return None
+        for member in family:
+            try:
+                connections = member.net_connections(kind="tcp")
+            except psutil.Error:
+                continue
+            for c in connections:
+                if c.laddr and c.raddr and c.laddr.port == client_port and c.raddr.port == self.port:
+                    try:
+                        return member.pid, c.fd, os.readlink(f"/proc/{member.pid}/fd/{c.fd}")
+                    except OSError:
+                        return member.pid, c.fd, ""  # no /proc/<pid>/fd: trusted once, not cached
+        return None
 
     # --- gRPC handlers (one user process calls them, one call at a time) ---
 
     def next_datum(self, request: worker_api.NextDatumRequest, context: grpc.ServicerContext):
+        self._authorize(context)
+        if self.proc is not None:
+            self.proc.drain()  # the finished datum's last log lines are still its own
         with self.lock:
             if self.current is not None:
                 self._finish_current(request.error or None)
@@ -131,9 +214,11 @@ class _Batch(Generic[D]):
         context.abort(grpc.StatusCode.CANCELLED, "no more datums")
 
     def status(self, request: pb.Empty, context: grpc.ServicerContext) -> pps.WorkerStatus:
+        self._authorize(context)
         return pps.WorkerStatus(worker_id="pachd-lite", job_id=self.env.get("PACH_JOB_ID", ""))
 
     def cancel_rpc(self, request: worker_api.CancelRequest, context: grpc.ServicerContext):
+        self._authorize(context)
         job = self.env.get("PACH_JOB_ID", "")
         if request.job_id and request.job_id != job:
             return worker_api.CancelResponse(success=False)
@@ -148,7 +233,7 @@ class _Batch(Generic[D]):
         started = time.monotonic()
         try:
             datum_env = dict(self.prepare_datum(outcome.datum))
-            full = {**self.env, **datum_env}
+            full = {k: v for k, v in {**self.env, **datum_env}.items() if k not in TOKEN_ENV_VARS}
             write_dotenv(self.sandbox, full)
         except Exception as e:
             log.exception("preparing datum %d failed", i)
@@ -198,7 +283,7 @@ class _Batch(Generic[D]):
             ),
         }
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-        port = server.add_insecure_port("localhost:0")
+        port = self.port = server.add_insecure_port("localhost:0")
         server.start()
         error = ""
         try:
@@ -225,11 +310,13 @@ class _Batch(Generic[D]):
                 on_log=self._emit,
                 tail_lines=self.tail_lines,
                 python_dotenv_shim=True,
+                run_as=self.run_as,
             )
         except (OSError, ValueError) as e:
             with self.lock:
                 self.next_index = len(self.outcomes)
             return f"could not start user code {list(self.transform.cmd)!r}: {e}"
+        self.trusted_peers = {}
         self.proc = proc
         self.pids.append(proc.pid)
         try:
@@ -282,6 +369,8 @@ def run_batched(
     datum_timeout: float | None = None,
     cancel: threading.Event | None = None,
     tail_lines: int = 50,
+    admin_token: str = "",
+    run_as: runner.RunAs | None = None,
 ) -> BatchResult[D]:
     """Process `datums` with one long-running user process (see module docstring)."""
     batch = _Batch(
@@ -295,5 +384,7 @@ def run_batched(
         datum_timeout,
         cancel or threading.Event(),
         tail_lines,
+        admin_token,
+        run_as,
     )
     return batch.run()

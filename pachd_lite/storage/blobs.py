@@ -12,6 +12,8 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +23,9 @@ PARALLEL_HASH_MIN = 1024 * 1024
 _HASH_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="blob-hash")
 _UNLINK_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-unlink")
 EMPTY_HASH = hashlib.blake2b(b"", digest_size=32).hexdigest()
+# A blob stored or deduplicated this recently is never collected even if nothing refers to it yet:
+# its writer has not recorded it in the metadata store. Writers that record it say so (release).
+PIN_GRACE = 600.0
 
 
 def new_hasher() -> hashlib._Hash:  # type: ignore[name-defined]
@@ -80,6 +85,9 @@ class BlobStore:
         self.root = root
         self.blob_dir = root / "blobs"
         self.tmp_dir = root / "tmp"
+        # naming, deduplicating and collecting blobs are serialised; pins: digest -> [holders, time]
+        self._lock = threading.Lock()
+        self._pins: dict[str, list[float]] = {}
         self.blob_dir.mkdir(parents=True, exist_ok=True)
         # Leftovers of uploads interrupted by a crash are garbage.
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
@@ -100,17 +108,33 @@ class BlobStore:
         writer.write(data)
         return writer.commit()
 
+    def _pin(self, digest: str) -> None:
+        """Keep a blob from collection until :meth:`release` (or PIN_GRACE); caller holds the lock."""
+        pin = self._pins.setdefault(digest, [0, 0.0])
+        pin[0] += 1
+        pin[1] = time.monotonic()
+
+    def release(self, digest: str) -> None:
+        """The metadata store now refers to ``digest`` (or the write was abandoned)."""
+        with self._lock:
+            pin = self._pins.get(digest)
+            if pin is not None:
+                pin[0] = max(0, pin[0] - 1)
+                pin[1] = time.monotonic()  # a collection that read references before now keeps it
+
     def _adopt(self, tmp: Path, digest: str) -> None:
         target = self.path(digest)
-        if target.exists():
-            # Content already stored (a re-upload): freeing a large file's blocks takes a while,
-            # so do it off the request's path. A crash before it runs leaves it in tmp/, which
-            # is emptied at start.
-            _UNLINK_POOL.submit(tmp.unlink, missing_ok=True)
-            return
-        target.parent.mkdir(exist_ok=True)
-        os.chmod(tmp, 0o444)
-        os.replace(tmp, target)
+        with self._lock:
+            self._pin(digest)
+            if target.exists():
+                # Content already stored (a re-upload): freeing a large file's blocks takes a while,
+                # so do it off the request's path. A crash before it runs leaves it in tmp/, which
+                # is emptied at start.
+                _UNLINK_POOL.submit(tmp.unlink, missing_ok=True)
+                return
+            target.parent.mkdir(exist_ok=True)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, target)
 
     def ingest_file(self, source: Path, move: bool = False, link: bool = True) -> tuple[str, int]:
         """Store a local file without copying its bytes when possible.
@@ -130,22 +154,25 @@ class BlobStore:
             os.fsync(fh.fileno())
         digest = hasher.hexdigest()
         target = self.path(digest)
-        if target.exists():
-            return digest, size
         if not link or (move and os.stat(source).st_nlink > 1):
             return self._copy_in(source), size
-        target.parent.mkdir(exist_ok=True)
-        try:
-            if move:
-                os.chmod(source, 0o444)  # ours now: read-only, like uploaded blobs
-                os.replace(source, target)
-            else:
-                os.link(source, target)
-        except FileExistsError:
-            pass
-        except OSError:
-            return self._copy_in(source), size
-        return digest, size
+        with self._lock:
+            self._pin(digest)
+            if target.exists():
+                return digest, size
+            target.parent.mkdir(exist_ok=True)
+            try:
+                if move:
+                    os.chmod(source, 0o444)  # ours now: read-only, like uploaded blobs
+                    os.replace(source, target)
+                else:
+                    os.link(source, target)
+                linked = True
+            except FileExistsError:
+                linked = True
+            except OSError:
+                linked = False
+        return (digest, size) if linked else (self._copy_in(source), size)
 
     def _copy_in(self, source: Path) -> str:
         writer = self.writer()
@@ -166,24 +193,45 @@ class BlobStore:
         except OSError:
             shutil.copyfile(self.path(digest), dest)
 
-    def collect_garbage(self, referenced: set[str]) -> tuple[int, int]:
-        """Delete blobs nothing refers to (deleted repos, crashed uploads); only while idle.
+    def collect_garbage(self, referenced: set[str], read_at: float | None = None) -> tuple[int, int, int]:
+        """Delete blobs nothing refers to (deleted repos, dropped commits, crashed uploads).
 
-        Returns (blobs removed, bytes freed).
+        ``referenced`` was read from the metadata store at ``read_at`` (``time.monotonic()``; None:
+        nothing is writing). A blob pinned by a writer, or released after ``read_at``, is kept: its
+        reference may be newer than the set. Returns (blobs removed, bytes freed, blobs kept only
+        because they are pinned).
         """
-        removed = freed = 0
+        removed = freed = kept = 0
         for sub in self.blob_dir.iterdir():
             if not sub.is_dir():
                 continue
-            for blob in sub.iterdir():
-                if blob.name not in referenced and blob.name != EMPTY_HASH:
+            names = [b.name for b in sub.iterdir() if b.name not in referenced and b.name != EMPTY_HASH]
+            if not names:
+                continue
+            with self._lock:
+                now = time.monotonic()
+                for name in names:
+                    pin = self._pins.get(name)
+                    if pin is not None:
+                        if (pin[0] and now - pin[1] < PIN_GRACE) or (
+                            read_at is not None and pin[1] >= read_at
+                        ):
+                            kept += 1
+                            continue
+                        del self._pins[name]
+                    blob = sub / name
                     try:
                         freed += blob.stat().st_size
                         blob.unlink()
                         removed += 1
                     except OSError:
                         pass
-        return removed, freed
+        with self._lock:  # forget pins whose references the set already shows
+            now = time.monotonic()
+            for name in [n for n, p in self._pins.items() if not p[0] or now - p[1] >= PIN_GRACE]:
+                if read_at is None or self._pins[name][1] < read_at:
+                    del self._pins[name]
+        return removed, freed, kept
 
     def read_chunks(self, digest: str, offset: int = 0, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
         with open(self.path(digest), "rb") as fh:

@@ -62,6 +62,8 @@ CREATE TABLE IF NOT EXISTS commits (
     size_bytes INTEGER NOT NULL DEFAULT 0,
     metadata TEXT NOT NULL DEFAULT '{}',
     updated_at REAL NOT NULL,
+    layer_full INTEGER NOT NULL DEFAULT 1,  -- files rows: 1 the whole tree, 0 changes since the parent
+    layer_depth INTEGER NOT NULL DEFAULT 0,  -- delta layers since the nearest full one
     UNIQUE (repo_id, commit_set)
 );
 CREATE INDEX IF NOT EXISTS commits_by_set ON commits(commit_set);
@@ -75,10 +77,14 @@ CREATE INDEX IF NOT EXISTS commit_subvenance ON commit_provenance(from_commit_id
 CREATE TABLE IF NOT EXISTS files (
     commit_id INTEGER NOT NULL,
     path TEXT NOT NULL,
-    blob TEXT NOT NULL,
+    blob TEXT NOT NULL,  -- '' in a delta layer: the path was deleted
     size INTEGER NOT NULL,
     datum TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (commit_id, path)
+);
+-- open commits a one-off write (ModifyFile on a branch) started; gone when it finishes
+CREATE TABLE IF NOT EXISTS one_off_writes (
+    commit_id INTEGER PRIMARY KEY
 );
 CREATE TABLE IF NOT EXISTS cluster (
     key TEXT PRIMARY KEY,
@@ -173,11 +179,21 @@ class Database:
         # FULL: a finished commit is on disk before FinishCommit returns.
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=OFF")
+        self._migrate_commits()
         self._conn.executescript(SCHEMA)
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.version = 0
         self._depth = 0
+
+    def _migrate_commits(self) -> None:
+        """Roots made before delta layers: every commit's rows are its whole tree (a full layer)."""
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(commits)")}
+        if columns and "layer_full" not in columns:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("ALTER TABLE commits ADD COLUMN layer_full INTEGER NOT NULL DEFAULT 1")
+            self._conn.execute("ALTER TABLE commits ADD COLUMN layer_depth INTEGER NOT NULL DEFAULT 0")
+            self._conn.execute("COMMIT")
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:

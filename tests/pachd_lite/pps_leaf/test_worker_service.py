@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -136,8 +137,16 @@ def test_datum_timeout_restarts_user_code_for_the_rest(h: Harness, tmp_path: Pat
 
 def test_cancel_kills_the_batch(h: Harness, tmp_path: Path):
     cancel = threading.Event()
-    threading.Timer(1.0, cancel.set).start()
-    r = h.run([1, 2, 3], env={"SLEEP_AT": "1", "SLEPT": str(tmp_path / "slept")}, cancel=cancel)
+    slept = tmp_path / "slept"
+
+    def cancel_once_datum_1_runs() -> None:  # not on a timer: a loaded machine starts slowly
+        deadline = time.monotonic() + 30
+        while not slept.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        cancel.set()
+
+    threading.Thread(target=cancel_once_datum_1_runs, daemon=True).start()
+    r = h.run([1, 2, 3], env={"SLEEP_AT": "1", "SLEPT": str(slept)}, cancel=cancel)
     assert "cancelled" in r.error
     assert r.outcomes[0].state == DatumState.FAILED
     assert [o.state for o in r.outcomes[1:]] == [DatumState.NOT_RUN] * 2
@@ -152,12 +161,28 @@ def test_status_and_cancel_rpcs_answer_the_sdk_stub(h: Harness):
         if line.startswith("warming up once on port "):
             seen["port"] = int(line.rsplit(" ", 1)[1])
         if line == "processed 1":
-            stub = WorkerStub(grpc.insecure_channel(f"localhost:{seen['port']}"))
-            seen["status"] = stub.status()
-            seen["cancel_other"] = stub.cancel(job_id="other-job").success
+            channel = grpc.insecure_channel(f"localhost:{seen['port']}")
+            with pytest.raises(grpc.RpcError) as err:  # not the user code, no token: refused
+                WorkerStub(channel).status()
+            seen["anonymous"] = err.value.code()
+            admin = grpc.intercept_channel(channel, _WithToken("admin-secret"))
+            seen["status"] = WorkerStub(admin).status()
+            seen["cancel_other"] = WorkerStub(admin).cancel(job_id="other-job").success
 
     t = pps.Transform(cmd=["python3", str(h.script), "/pfs/out"], datum_batching=True)
-    r = run_batched(t, {"PACH_JOB_ID": "job1"}, h.sandbox, [1, 2], h.prepare, h.finish, probe)
+    env = {"PACH_JOB_ID": "job1", "PACH_TOKEN": "admin-secret"}
+    r = run_batched(t, env, h.sandbox, [1, 2], h.prepare, h.finish, probe, admin_token="admin-secret")
     assert r.ok, r
+    assert seen["anonymous"] == grpc.StatusCode.UNAUTHENTICATED
     assert seen["status"].job_id == "job1"
     assert seen["cancel_other"] is False
+    assert "admin-secret" not in (h.sandbox / "pfs" / ".env").read_text()
+
+
+class _WithToken(grpc.UnaryUnaryClientInterceptor):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def intercept_unary_unary(self, continuation, details, request):
+        details = details._replace(metadata=[*(details.metadata or []), ("authn-token", self.token)])
+        return continuation(details, request)
