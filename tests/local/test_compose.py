@@ -39,7 +39,7 @@ REQUIRED_AIRFLOW_ENV = (
     "AIRFLOW_CONN_PACHYDERM_DEFAULT",
     "AIRFLOW_CONN_MLFLOW_DEFAULT",
 )
-MOUNTED_PROJECT_FOLDERS = ("dags", "plugins", "spark_jobs", "pachyderm_specs", "data")
+MOUNTED_PROJECT_FOLDERS = ("dags", "plugins", "spark_jobs", "example_pipelines", "pachyderm_specs", "data")
 
 
 @pytest.fixture(scope="module")
