@@ -176,3 +176,38 @@ class HeadlessChromium:
     def screenshot(self, path: Path) -> Path:
         path.write_bytes(base64.b64decode(self._call("GET", "/screenshot")))
         return path
+
+    def _element(self, xpath: str, timeout: float) -> str:
+        """The id of the first element matching ``xpath``, waiting up to ``timeout`` seconds for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self._call("POST", "/elements", {"using": "xpath", "value": xpath})
+            if found:
+                return next(iter(found[0].values()))  # type: ignore[index]
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"no element {xpath} after {timeout:.0f}s; page text:\n{self.page_text()[:2000]}"
+                )
+            time.sleep(0.5)
+
+    def click(self, xpath: str, timeout: float = 60) -> None:
+        self._call("POST", f"/element/{self._element(xpath, timeout)}/click", {})
+
+    def replace_text(self, xpath: str, text: str, timeout: float = 30) -> None:
+        """Clear the input at ``xpath`` and type ``text`` into it, as a user would."""
+        element = self._element(xpath, timeout)
+        self._call("POST", f"/element/{element}/clear", {})
+        self._call("POST", f"/element/{element}/value", {"text": text})
+
+    def wait_for_text(self, text: str, timeout: float = 60) -> str:
+        """The page's text once it contains ``text``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            shown = self.page_text()
+            if text in shown:
+                return shown
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{text!r} not on the page after {timeout:.0f}s; page text:\n{shown[:3000]}"
+                )
+            time.sleep(0.5)
