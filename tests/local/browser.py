@@ -132,7 +132,9 @@ class HeadlessChromium:
         _wait_http(f"{self.base}/status", timeout=30, process=self.process, log=self.log)
         args = [*CHROMIUM_FLAGS, f"--user-data-dir={self.profile_dir}"]
         capabilities = {"browserName": "chrome", "goog:chromeOptions": {"binary": self.browser, "args": args}}
-        answer = _http("POST", f"{self.base}/session", {"capabilities": {"alwaysMatch": capabilities}})
+        answer = _http(
+            "POST", f"{self.base}/session", {"capabilities": {"alwaysMatch": capabilities}}, timeout=180
+        )
         self.session = answer["value"]["sessionId"]
         return self
 
@@ -144,11 +146,12 @@ class HeadlessChromium:
             if self.process:
                 _stop(self.process)
 
-    def _call(self, method: str, path: str, body: dict | None = None) -> object:
-        return _http(method, f"{self.base}/session/{self.session}{path}", body)["value"]
+    def _call(self, method: str, path: str, body: dict | None = None, timeout: float = 60) -> object:
+        return _http(method, f"{self.base}/session/{self.session}{path}", body, timeout=timeout)["value"]
 
-    def open(self, url: str) -> None:
-        self._call("POST", "/url", {"url": url})
+    def open(self, url: str, timeout: float = 180) -> None:
+        """Load ``url``; on a busy machine the UI's first load takes minutes."""
+        self._call("POST", "/url", {"url": url}, timeout=timeout)
 
     def wait_for_links(self, text: str, timeout: float = 60) -> list[dict[str, str]]:
         """Anchors whose text contains ``text`` as [{"text", "href"}], waiting for the SPA to render them."""
