@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     status_cmd.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("env", parents=[common], help="print `export` lines for the stack's Airflow settings")
     ui_cmd = sub.add_parser(
-        "airflow-ui", parents=[common], help="run `airflow standalone` against the local stack"
+        "airflow-ui",
+        parents=[common],
+        help="run Airflow (api-server, scheduler, dag-processor, triggerer) against the local stack",
     )
     ui_cmd.add_argument(
         "--port",

@@ -81,11 +81,15 @@ class UiStack:
         self.url = f"http://127.0.0.1:{self.port}"
         self.stderr = state_dir.parent / "airflow-ui.stderr"
         self.process: subprocess.Popen | None = None
+        self.shell: dict[str, str] = {}
 
     def start(self) -> None:
         started = self.cli.up()
         assert started.returncode == 0, started.stderr
-        env = {**self.cli.env, **USER_SETTINGS, "AIRFLOW_PORT": str(self.port)}
+        # A user's shell: not the test suite's own Airflow settings (tests/conftest.py), but USER_SETTINGS.
+        shell = {key: value for key, value in self.cli.env.items() if not key.startswith("AIRFLOW")}
+        self.shell = {**shell, **USER_SETTINGS}
+        env = {**self.shell, "AIRFLOW_PORT": str(self.port)}
         with open(self.stderr, "wb") as sink:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "pachflow_tools.cli", "local", "airflow-ui",
@@ -204,7 +208,7 @@ def test_one_sigterm_stops_every_process_and_a_restart_keeps_the_users_edit(ui_s
     # holds what the stack wrote and follows; pachyderm_default was edited and stays as the user left it.
     settings = LocalSettings.resolve(state_dir=ui_stack.cli.state_dir)
     moved = replace(settings, pachd_port=find_free_port(), mlflow_port=find_free_port())
-    env = ui_environment(moved, port=ui_stack.port, inherited=ui_stack.cli.env).env
+    env = ui_environment(moved, port=ui_stack.port, inherited=ui_stack.shell).env
     record = str(settings.airflow_home / "pachflow_connections.json")
     outcomes = []
     for _ in range(2):

@@ -8,6 +8,7 @@ and path form the tracking URI. Login/password are passed to MLflow as basic-aut
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -67,6 +68,7 @@ class MLflowHook(BaseHook):
         from mlflow import MlflowClient
 
         os.environ.update(self.credentials())
+        send_mlflow_messages_to_logging()
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     def test_connection(self) -> tuple[bool, str]:
@@ -98,6 +100,37 @@ class MLflowHook(BaseHook):
         if answer.status_code != 200 or "experiments" not in answer.text:
             return False, f"{uri} answered HTTP {answer.status_code}, not as an MLflow tracking server"
         return True, f"Connected to MLflow at {uri}"
+
+
+class _InfoLines:
+    """A text stream that logs each complete line at INFO."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger, self._pending = logger, ""
+
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            if line.strip():
+                self.logger.info("%s", line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def send_mlflow_messages_to_logging() -> None:
+    """Log MLflow's console messages ("Registered model ... already exists. Creating a new version")
+    at their level through Python logging: MLflow writes them to stderr, which Airflow's task log
+    shows as ERROR lines. Idempotent; affects this process only."""
+    from mlflow.utils import logging_utils
+
+    mlflow_logger = logging.getLogger("mlflow")
+    mlflow_logger.handlers = []  # MLflow's own handler writes to stderr
+    mlflow_logger.propagate = True
+    # eprint() (used by mlflow.register_model) prints to this module-level stream.
+    if not isinstance(logging_utils.MLFLOW_LOGGING_STREAM, _InfoLines):
+        logging_utils.MLFLOW_LOGGING_STREAM = _InfoLines(mlflow_logger)
 
 
 def tracking_uri_from_connection(conn: Any) -> str:
