@@ -135,11 +135,15 @@ def run_airflow_ui(settings: LocalSettings, *, port: int, console: Console) -> i
     except (KeyboardInterrupt, Stopped):
         return 0
     finally:
+        # A second Ctrl-C must not cut the stop short and leave processes behind.
+        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if group.processes:
             console.print("stopping Airflow …")
             killed = group.stop()
             console.print(f"Airflow stopped{f' ({len(killed)} processes killed)' if killed else ''}")
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _watch(group: ComponentGroup, url: str, settings: LocalSettings, report: dict, console: Console) -> int:
