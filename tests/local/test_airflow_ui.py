@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -70,6 +71,16 @@ def test_user_settings_win_except_the_stacks_required_ones(tmp_path):
     assert defaults["AIRFLOW__API__HOST"] == "127.0.0.1"
     assert defaults["AIRFLOW__CORE__PARALLELISM"] == str(executor_parallelism())
     assert executor_parallelism(2) == 4 and executor_parallelism(64) == 32
+
+
+def test_a_taken_port_names_the_ways_to_choose_another(local_cli):
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        result = local_cli.run("airflow-ui", "--port", str(blocker.getsockname()[1]), timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert "pass --port PORT or set AIRFLOW_PORT" in result.stderr
+    assert "make airflow-ui AIRFLOW_PORT=PORT" in result.stderr and "None" not in result.stderr
 
 
 class UiStack:
