@@ -47,7 +47,7 @@ down: install
 	$(BIN)/pachflow local down
 
 airflow-ui: install
-	$(BIN)/pachflow local airflow-ui
+	$(BIN)/pachflow local airflow-ui $(if $(AIRFLOW_PORT),--port $(AIRFLOW_PORT))
 
 bench: install java-check
 	$(BIN)/python benchmarks/run_all.py

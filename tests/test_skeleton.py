@@ -49,8 +49,9 @@ def test_airflow_discovers_the_provider_and_connection_type():
 
     providers = ProvidersManager().providers
     assert "pachflow" in providers
-    (conn_type,) = providers["pachflow"].data["connection-types"]
-    assert conn_type["connection-type"] == "pachyderm"
+    types = {entry["connection-type"]: entry for entry in providers["pachflow"].data["connection-types"]}
+    assert set(types) == {"pachyderm", "mlflow"}
+    conn_type = types["pachyderm"]
     behaviour = conn_type["ui-field-behaviour"]
     assert behaviour["relabeling"] == {
         "host": "pachd address",
@@ -69,6 +70,15 @@ def test_pachyderm_connection_returns_the_project_hook():
         conn_id="pachyderm_default", conn_type="pachyderm", host="localhost", port=30650
     ).get_hook()
     assert isinstance(hook, PachydermHook)
+
+
+def test_mlflow_connection_returns_the_mlflow_hook():
+    from airflow.sdk import Connection
+
+    from pachflow.hooks.mlflow import MLflowHook
+
+    conn = Connection(conn_id="mlflow_default", conn_type="mlflow", host="http://127.0.0.1:5000")
+    assert isinstance(conn.get_hook(), MLflowHook)
 
 
 def test_airflow_providers_list_shows_pachflow(tmp_path):

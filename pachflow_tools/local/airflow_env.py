@@ -22,11 +22,11 @@ def connections(settings: LocalSettings, *, project: str = "default") -> dict[st
             "port": settings.pachd_port,
             "extra": {"project": project},
         },
+        # The port apart from the URI: the UI's Test button (Airflow 3.3) refuses a connection without one.
         MLFLOW_CONN_ID: {
-            "conn_type": "http",
-            "host": settings.client_host,
+            "conn_type": "mlflow",
+            "host": f"http://{settings.client_host}",
             "port": settings.mlflow_port,
-            "schema": "http",
         },
     }
 
@@ -59,8 +59,12 @@ def process_environment(settings: LocalSettings) -> dict[str, str]:
         if not key.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_")) and key != "AIRFLOW_HOME"
     }
     env.update(airflow_environment(settings))
-    # `airflow standalone` and pachd-lite's transforms start `airflow`/`python3` by name: this
-    # environment's own bin folder comes first, as when the venv is activated.
+    return with_own_bin_first(env)
+
+
+def with_own_bin_first(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with this Python's bin folder first on PATH, as when the venv is activated: Airflow
+    and pachd-lite's transforms start `airflow`/`python3` by name."""
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join(
         [bin_dir, *(p for p in env.get("PATH", "").split(os.pathsep) if p and p != bin_dir)]

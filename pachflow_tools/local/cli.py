@@ -50,9 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     status_cmd.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("env", parents=[common], help="print `export` lines for the stack's Airflow settings")
     ui_cmd = sub.add_parser(
-        "airflow-ui", parents=[common], help="run `airflow standalone` against the local stack"
+        "airflow-ui",
+        parents=[common],
+        help="run Airflow (api-server, scheduler, dag-processor, triggerer) against the local stack",
     )
-    ui_cmd.add_argument("--port", type=int, default=8080, help="Airflow UI port (default 8080)")
+    ui_cmd.add_argument(
+        "--port",
+        type=int,
+        help="Airflow UI port (env AIRFLOW_PORT, e.g. `make airflow-ui AIRFLOW_PORT=8090`; default 8080)",
+    )
     return parser
 
 
@@ -115,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"export {key}={shlex.quote(value)}")
             return 0
         if args.command == "airflow-ui":
-            from pachflow_tools.local.airflow_ui import run_airflow_ui
+            from pachflow_tools.local.airflow_ui import run_airflow_ui, ui_port
 
-            return run_airflow_ui(settings, port=args.port, console=err)
+            return run_airflow_ui(settings, port=ui_port(args.port), console=err)
     except StackError as error:
         # The message holds paths and log lines: print it verbatim, not as rich markup.
         err.print(f"error: {error}", style="red", highlight=False, markup=False)

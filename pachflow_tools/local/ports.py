@@ -44,9 +44,8 @@ def require_free(host: str, port: int, *, service: str, flag: str, env_var: str 
         return
     owner = who_listens(port)
     by = f" by {owner}" if owner else " by another process"
-    raise PortInUseError(
-        f"port {port} (for {service}) is in use{by}; pass {flag} PORT or set {env_var}, or stop that process"
-    )
+    choose = f"pass {flag} PORT or set {env_var}" if env_var else f"pass {flag} PORT"
+    raise PortInUseError(f"port {port} (for {service}) is in use{by}; {choose}, or stop that process")
 
 
 def find_free_port(host: str = "127.0.0.1") -> int:

@@ -4,9 +4,27 @@ from __future__ import annotations
 
 from pachflow import __version__
 
+# The MLflow tracking server's connection: its form asks for the tracking URI and basic auth
+# (connections of type "http" keep working with the same hook).
+MLFLOW_CONNECTION_TYPE = {
+    "connection-type": "mlflow",
+    "hook-class-name": "pachflow.hooks.mlflow.MLflowHook",
+    "hook-name": "MLflow",
+    "ui-field-behaviour": {
+        "hidden-fields": ["schema"],
+        "relabeling": {"host": "Tracking URI", "login": "Username", "password": "Password"},
+        "placeholders": {
+            "host": "http://127.0.0.1 or https://mlflow.example.com/prefix",
+            "port": "5000 (when not in the URI)",
+            "login": "basic auth (optional)",
+            "password": "basic auth (optional)",
+        },
+    },
+}
+
 
 def get_provider_info() -> dict:
-    """Describe the pachflow provider: the ``pachyderm`` connection type and its UI form."""
+    """Describe the pachflow provider: the ``pachyderm`` and ``mlflow`` connection types and their forms."""
     return {
         "package-name": "pachflow",
         "name": "pachflow (Pachyderm + MLflow)",
@@ -59,7 +77,8 @@ def get_provider_info() -> dict:
                         "schema": {"type": ["string", "null"]},
                     },
                 },
-            }
+            },
+            MLFLOW_CONNECTION_TYPE,
         ],
         "integrations": [
             {

@@ -132,7 +132,9 @@ class HeadlessChromium:
         _wait_http(f"{self.base}/status", timeout=30, process=self.process, log=self.log)
         args = [*CHROMIUM_FLAGS, f"--user-data-dir={self.profile_dir}"]
         capabilities = {"browserName": "chrome", "goog:chromeOptions": {"binary": self.browser, "args": args}}
-        answer = _http("POST", f"{self.base}/session", {"capabilities": {"alwaysMatch": capabilities}})
+        answer = _http(
+            "POST", f"{self.base}/session", {"capabilities": {"alwaysMatch": capabilities}}, timeout=180
+        )
         self.session = answer["value"]["sessionId"]
         return self
 
@@ -144,11 +146,12 @@ class HeadlessChromium:
             if self.process:
                 _stop(self.process)
 
-    def _call(self, method: str, path: str, body: dict | None = None) -> object:
-        return _http(method, f"{self.base}/session/{self.session}{path}", body)["value"]
+    def _call(self, method: str, path: str, body: dict | None = None, timeout: float = 60) -> object:
+        return _http(method, f"{self.base}/session/{self.session}{path}", body, timeout=timeout)["value"]
 
-    def open(self, url: str) -> None:
-        self._call("POST", "/url", {"url": url})
+    def open(self, url: str, timeout: float = 180) -> None:
+        """Load ``url``; on a busy machine the UI's first load takes minutes."""
+        self._call("POST", "/url", {"url": url}, timeout=timeout)
 
     def wait_for_links(self, text: str, timeout: float = 60) -> list[dict[str, str]]:
         """Anchors whose text contains ``text`` as [{"text", "href"}], waiting for the SPA to render them."""
@@ -176,3 +179,38 @@ class HeadlessChromium:
     def screenshot(self, path: Path) -> Path:
         path.write_bytes(base64.b64decode(self._call("GET", "/screenshot")))
         return path
+
+    def _element(self, xpath: str, timeout: float) -> str:
+        """The id of the first element matching ``xpath``, waiting up to ``timeout`` seconds for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self._call("POST", "/elements", {"using": "xpath", "value": xpath})
+            if found:
+                return next(iter(found[0].values()))  # type: ignore[index]
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"no element {xpath} after {timeout:.0f}s; page text:\n{self.page_text()[:2000]}"
+                )
+            time.sleep(0.5)
+
+    def click(self, xpath: str, timeout: float = 60) -> None:
+        self._call("POST", f"/element/{self._element(xpath, timeout)}/click", {})
+
+    def replace_text(self, xpath: str, text: str, timeout: float = 30) -> None:
+        """Clear the input at ``xpath`` and type ``text`` into it, as a user would."""
+        element = self._element(xpath, timeout)
+        self._call("POST", f"/element/{element}/clear", {})
+        self._call("POST", f"/element/{element}/value", {"text": text})
+
+    def wait_for_text(self, text: str, timeout: float = 60) -> str:
+        """The page's text once it contains ``text``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            shown = self.page_text()
+            if text in shown:
+                return shown
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{text!r} not on the page after {timeout:.0f}s; page text:\n{shown[:3000]}"
+                )
+            time.sleep(0.5)

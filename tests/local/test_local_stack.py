@@ -167,12 +167,10 @@ def test_airflow_reads_the_written_connections(tmp_path, monkeypatch):
     assert (pachd.conn_type, pachd.host, pachd.port) == ("pachyderm", "127.0.0.1", 31999)
     assert pachd.extra_dejson == {"project": "default"}
     mlflow_conn = Connection.get_connection_from_secrets("mlflow_default")
-    assert (mlflow_conn.conn_type, mlflow_conn.schema, mlflow_conn.host, mlflow_conn.port) == (
-        "http",
-        "http",
-        "127.0.0.1",
-        5999,
-    )
+    assert (mlflow_conn.conn_type, mlflow_conn.host, mlflow_conn.port) == ("mlflow", "http://127.0.0.1", 5999)
+    from pachflow.hooks.mlflow import tracking_uri_from_connection
+
+    assert tracking_uri_from_connection(mlflow_conn) == "http://127.0.0.1:5999"
     from_file = load_connections_dict(str(conn_file))
     assert from_file["pachyderm_default"].port == 31999
     assert from_file["mlflow_default"].port == 5999

@@ -279,12 +279,19 @@ class PachydermHook(BaseHook):
         return self._checked_version
 
     def test_connection(self) -> tuple[bool, str]:
-        """Back the Airflow UI's "Test" button."""
+        """Back the Airflow UI's "Test" button. The message names the address from the form, not the
+        connection id: Airflow tests under a random temporary id."""
+        try:
+            endpoint = self.endpoint
+        except PachydermConnectionError as err:
+            return False, str(err).replace(
+                f"Airflow connection {self.pachyderm_conn_id!r}", "This connection"
+            )
         try:
             version = self.check_connection()
-        except Exception as err:
-            return False, str(err)
-        return True, f"Connected to pachd {version} at {self.address}"
+        except PachydermConnectionError as err:
+            return False, f"Cannot reach pachd at {endpoint.address}: {_short(err.__cause__ or err)}"
+        return True, f"Connected to pachd {version} at {endpoint.address}"
 
     def close(self) -> None:
         """Close the gRPC channel if a client was built."""
