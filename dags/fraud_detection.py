@@ -4,7 +4,7 @@ Daily (``@daily``, no catchup, one run at a time), from the Airflow UI with para
 ``airflow dags test fraud_detection``. When neither the data nor the pipeline specs changed,
 the push is skipped and so is everything after it: nothing is retrained.
 
-Connections: ``pachyderm_default`` (type pachyderm) and ``mlflow_default`` (type http).
+Connections: ``pachyderm_default`` (type pachyderm) and ``mlflow_default`` (type mlflow or http).
 Top-level code stays cheap: the operators import pachyderm_sdk and mlflow inside ``execute``.
 """
 
