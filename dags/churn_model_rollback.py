@@ -1,7 +1,7 @@
 """churn_model_rollback: make an earlier churn model the production one again, and its data with it.
 
-Manual only. Give ``to_run_id`` (an MLflow run) or ``to_commit`` (``research/events@id``, any
-commit of the lineage). The rollback is planned first (model version, alias, the commit of
+Manual only. Param ``to`` is an MLflow run id or a commit ``research/events@id`` (any commit of
+the lineage); the trigger form refuses anything else. The rollback is planned first (model version, alias, the commit of
 every source repo — here ``events`` and ``labels``), then both repos' branches move back in one
 Pachyderm transaction and the ``production`` alias moves to that run's version; if any step
 fails, nothing that was not yet done is changed and the error says what was. With ``data``
@@ -14,7 +14,12 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Param
 
-from pachflow.operators.rollback import PachydermRollbackOperator
+from pachflow.operators.rollback import (
+    COMMIT_OF_TARGET,
+    ROLLBACK_TARGET_PATTERN,
+    RUN_ID_OF_TARGET,
+    PachydermRollbackOperator,
+)
 
 with DAG(
     dag_id="churn_model_rollback",
@@ -25,13 +30,12 @@ with DAG(
     max_active_runs=1,
     tags=["pachyderm", "mlflow", "rollback", "example"],
     params={
-        "to_run_id": Param(
-            None, type=["null", "string"], description="MLflow run id whose model becomes production."
-        ),
-        "to_commit": Param(
-            None,
-            type=["null", "string"],
-            description="Or a Pachyderm commit, [project/]repo@id, whose training run becomes production.",
+        "to": Param(
+            type="string",
+            pattern=ROLLBACK_TARGET_PATTERN,
+            title="Roll back to",
+            description="The MLflow run id (32 hex characters) whose model becomes production, "
+            "or a Pachyderm commit [project/]repo@id whose training run does.",
         ),
         "data": Param(
             True, type="boolean", description="Also move the source repos back to that run's data."
@@ -48,8 +52,8 @@ with DAG(
         task_id="rollback",
         model_name="{{ params.model_name }}",
         alias="{{ params.alias }}",
-        to_run_id="{{ params.to_run_id or '' }}",
-        to_commit="{{ params.to_commit or '' }}",
+        to_run_id=RUN_ID_OF_TARGET,
+        to_commit=COMMIT_OF_TARGET,
         data="{{ params.data }}",
         dry_run="{{ params.dry_run }}",
         project="research",

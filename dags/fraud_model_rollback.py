@@ -1,7 +1,7 @@
 """fraud_model_rollback: make an earlier fraud model the champion again (and optionally its data).
 
-Manual only. Give ``to_run_id`` (an MLflow run) or ``to_commit`` (``[project/]repo@commit``),
-exactly one: the task fails at start otherwise. The registered model's alias moves to that
+Manual only. Param ``to`` is the MLflow run id, or a Pachyderm commit ``[project/]repo@commit``
+whose training run is meant; the trigger form refuses anything else. The registered model's alias moves to that
 run's version (no compute). With ``data`` on, every source repo's branch (here raw_data@master)
 moves back to the commit that run was trained on, in one Pachyderm transaction, and the
 pipelines re-run once. All of it or nothing: a failure leaves the alias and the branches as they
@@ -14,7 +14,12 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Param
 
-from pachflow.operators.rollback import PachydermRollbackOperator
+from pachflow.operators.rollback import (
+    COMMIT_OF_TARGET,
+    ROLLBACK_TARGET_PATTERN,
+    RUN_ID_OF_TARGET,
+    PachydermRollbackOperator,
+)
 
 with DAG(
     dag_id="fraud_model_rollback",
@@ -25,13 +30,12 @@ with DAG(
     max_active_runs=1,
     tags=["pachyderm", "mlflow", "rollback"],
     params={
-        "to_run_id": Param(
-            None, type=["null", "string"], description="MLflow run id whose model becomes champion."
-        ),
-        "to_commit": Param(
-            None,
-            type=["null", "string"],
-            description="Or a Pachyderm commit, [project/]repo@id, whose training run becomes champion.",
+        "to": Param(
+            type="string",
+            pattern=ROLLBACK_TARGET_PATTERN,
+            title="Roll back to",
+            description="The MLflow run id (32 hex characters) whose model becomes champion, "
+            "or a Pachyderm commit [project/]repo@id whose training run does.",
         ),
         "data": Param(
             False,
@@ -48,8 +52,8 @@ with DAG(
         task_id="rollback_model",
         model_name="{{ params.model_name }}",
         alias="{{ params.alias }}",
-        to_run_id="{{ params.to_run_id or '' }}",
-        to_commit="{{ params.to_commit or '' }}",
+        to_run_id=RUN_ID_OF_TARGET,
+        to_commit=COMMIT_OF_TARGET,
         data="{{ params.data }}",
         dry_run="{{ params.dry_run }}",
     )

@@ -194,7 +194,7 @@ def test_churn_model_end_to_end(stack, capsys):
     assert f"├── events@{c1}" in tree and f"└── labels@{c1}" in tree, tree  # two branches of the join
 
     # 4. data + model rollback to the first run: both inputs move back together, and the alias
-    dr = _run("churn_model_rollback", {"to_run_id": run1, "data": True})
+    dr = _run("churn_model_rollback", {"to": run1, "data": True})
     assert set(_states(dr).values()) == {"success"}, _states(dr)
     assert mlflow_client.get_model_version_by_alias(MODEL, ALIAS).version == "1"
     assert {r: _head(client, r) for r in INPUTS} == {"events": c1, "labels": c1}

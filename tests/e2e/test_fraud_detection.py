@@ -164,7 +164,7 @@ def test_fraud_detection_end_to_end(stack, days, capsys):
 
     # 4. rollback DAG: champion back to the first run's version (no compute, raw data untouched)
     raw_head = _head(client, "raw_data")
-    dr = _run("fraud_model_rollback", {"to_run_id": run1, "model_name": conf["model_name"]})
+    dr = _run("fraud_model_rollback", {"to": run1, "model_name": conf["model_name"]})
     assert set(_states(dr).values()) == {"success"}
     result = dr.get_task_instance("rollback_model").xcom_pull(task_ids="rollback_model", key="lineage")
     assert (result["from_version"], result["to_version"]) == ("2", "1")

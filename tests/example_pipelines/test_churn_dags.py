@@ -51,7 +51,7 @@ def test_churn_model_rollback_is_manual_and_moves_data_by_default(airflow_db):
     dag = _dag("churn_model_rollback")
     assert dag.schedule is None and [t.task_id for t in dag.tasks] == ["rollback"]
     assert dag.params["data"] is True and dag.params["model_name"] == "churn-scorer"
-    for name in ("to_run_id", "to_commit", "data", "alias"):
+    for name in ("to", "data", "alias"):
         assert dag.params.get_param(name).description
 
 

@@ -34,7 +34,7 @@ def test_fraud_detection_structure_and_params(dagbag):
 def test_fraud_model_rollback_is_manual_with_params(dagbag):
     dag = dagbag.get_dag("fraud_model_rollback")
     assert dag.schedule is None
-    for name in ("to_run_id", "to_commit", "data"):
+    for name in ("to", "data"):
         assert dag.params.get_param(name).description
 
 

@@ -6,6 +6,7 @@ tests/provider/specs.py logs a real MLflow run). Each test builds its own graph 
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 from dataclasses import dataclass, field
@@ -323,12 +324,20 @@ def test_operator_checks_to_run_id_and_to_commit_at_parse_time_and_at_task_start
     assert "give exactly one of to_run_id or to_commit; rendered to_run_id=''" in capsys.readouterr().out
 
 
-def test_fraud_model_rollback_without_a_target_fails_at_task_start(
-    dagbag, run_dag, mlflow_connection, capsys
-):
-    dag = dagbag.get_dag("fraud_model_rollback")
-    assert [type(t).__name__ for t in dag.tasks] == ["PachydermRollbackOperator"]
-    capsys.readouterr()
-    dr = run_dag(dag)
-    assert dr.get_task_instance("rollback_model").state == "failed"
-    assert "give exactly one of to_run_id or to_commit" in capsys.readouterr().out
+def test_rollback_dag_forms_refuse_a_missing_or_malformed_target(dagbag):
+    """The trigger form validates ``to`` (run id or [project/]repo@commit) before any run exists."""
+    from airflow.sdk.exceptions import ParamValidationError
+
+    for dag_id in ("fraud_model_rollback", "churn_model_rollback"):
+        dag = dagbag.get_dag(dag_id)
+        assert [type(t).__name__ for t in dag.tasks] == ["PachydermRollbackOperator"]
+        for bad in (None, "", "abc", "raw_data@", "a b@c"):
+            params = copy.deepcopy(dag.params)
+            with pytest.raises(ParamValidationError):  # setting a value validates it too
+                if bad is not None:
+                    params["to"] = bad
+                params.validate()
+        for good in ("0" * 32, "raw_data@" + "1" * 32, "research/events@master"):
+            params = copy.deepcopy(dag.params)
+            params["to"] = good
+            assert params.validate()["to"] == good

@@ -12,6 +12,15 @@ from pachflow.links import MLflowRunLink
 
 _EMPTY = ("", "None", "none", "null")
 
+# What a UI form can check for "roll back to": an MLflow run id (32 hex) or [project/]repo@commit.
+# One param instead of two, because Airflow validates each param on its own and "exactly one of
+# two" cannot be a param schema.
+ROLLBACK_TARGET_PATTERN = (
+    r"^([0-9a-f]{32}|[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?@[A-Za-z0-9_^~.-]+)$"
+)
+RUN_ID_OF_TARGET = "{{ params.to if '@' not in params.to else '' }}"
+COMMIT_OF_TARGET = "{{ params.to if '@' in params.to else '' }}"
+
 
 class PachydermRollbackOperator(BaseOperator):
     """Roll ``model_name@alias`` back to the version of ``to_run_id`` (or of the training behind
