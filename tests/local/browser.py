@@ -194,7 +194,16 @@ class HeadlessChromium:
             time.sleep(0.5)
 
     def click(self, xpath: str, timeout: float = 60) -> None:
-        self._call("POST", f"/element/{self._element(xpath, timeout)}/click", {})
+        """Click the element at ``xpath``; while a toast covers it, wait for the toast to go, as a user would."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._call("POST", f"/element/{self._element(xpath, timeout)}/click", {})
+                return
+            except RuntimeError as err:
+                if "element click intercepted" not in str(err) or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.5)
 
     def replace_text(self, xpath: str, text: str, timeout: float = 30) -> None:
         """Clear the input at ``xpath`` and type ``text`` into it, as a user would."""
