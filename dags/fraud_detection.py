@@ -120,6 +120,8 @@ with DAG(
             trigger_rule="none_failed",
             timeout=4 * 3600,
             retries=0,
+            # split writes a summary per raw file under /rejects: its rejected rows show in the log
+            report_rejects="/rejects" if repo == "split_data" else None,
         )
         for repo in ("split_data", "etl", "ml_train")
     ]

@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--run-id", help="MLflow run id: show the Pachyderm commits that produced it")
     which.add_argument(
         "--commit",
-        help="[PROJECT/]REPO@COMMIT_ID: show every recorded training (MLflow run, model versions) that used it",
+        help="[PROJECT/]REPO@COMMIT_ID (or @BRANCH for its head): show every recorded training "
+        "(MLflow run, model versions) that used it",
     )
     parser.add_argument(
         "--json", action="store_true", help="print the lineage records (with their graph) as JSON"
@@ -33,17 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_commit(text: str) -> tuple[str | None, str, str]:
     """``[project/]repo@id`` -> (project, repo, id)."""
-    if "@" not in text:
-        raise ValueError(f"--commit {text!r}: expected REPO@COMMIT_ID or PROJECT/REPO@COMMIT_ID")
-    left, commit_id = text.rsplit("@", 1)
-    project, _, repo = left.rpartition("/")
-    if not repo or not commit_id:
-        raise ValueError(f"--commit {text!r}: expected REPO@COMMIT_ID or PROJECT/REPO@COMMIT_ID")
-    return project or None, repo, commit_id
+    return cli_clients.parse_commit_ref(text, "--commit")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pachflow.lineage import LineageError, lineage_for_commit, lineage_for_run, render_tree
+    from pachflow.exceptions import PachflowError
+    from pachflow.lineage import lineage_for_commit, lineage_for_run, render_tree
 
     args = build_parser().parse_args(argv)
     try:
@@ -57,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             # The run's own pachyderm.project tag says where its commits are.
             records = [lineage_for_run(mlflow_client, args.run_id, model_name=args.model_name, client=client)]
         else:
+            if client is not None:  # an unknown repo, branch or commit: say so, no search
+                commit_id = cli_clients.resolve_commit(client, project, repo, commit_id, args)
             records = lineage_for_commit(
                 client,
                 mlflow_client,
@@ -66,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 train_repo=args.train_repo,
                 model_name=args.model_name,
             )
-    except (LineageError, ValueError, ConnectionError) as err:
+    except (PachflowError, ValueError, ConnectionError) as err:
         print(f"pachflow lineage: {err}", file=sys.stderr)
         return 1
     except Exception as err:  # MLflow or pachd answered with an error: say which, without a traceback
