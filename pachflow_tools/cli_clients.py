@@ -217,9 +217,7 @@ def resolve_commit(client: Any, project: str, repo: str, ref: str, args: argpars
         return client.pfs.inspect_branch(branch=pfs.Branch(repo=r, name=ref)).head.id
     if _commit_exists(client, pfs.Commit(repo=r, id=ref)):
         return ref
-    raise PachydermNotFound(
-        f"{project}/{repo} has no commit or branch {ref!r} (pachflow lists none by that id)"
-    )
+    raise PachydermNotFound(f"{project}/{repo} has no commit or branch {ref!r}")
 
 
 def _commit_exists(client: Any, commit: Any) -> bool:
