@@ -162,11 +162,13 @@ class PachydermCommitSensor(BaseSensorOperator):
                 result["rejected_rows"] = self._report_rejects(hook, target)
             return result
         if event.status == FAILED:
-            self.log.error("%s failed: %s", target.uri, event.reason)
-            if event.log_tail:
-                self.log.error(
-                    "Last %d log lines of the job:\n%s", len(event.log_tail), "\n".join(event.log_tail)
-                )
+            from pachflow.waiting import new_log_lines
+
+            # The reason (in the exception below) already quotes the failed datum's last lines:
+            # show only what the job's log adds, each line once.
+            extra = new_log_lines(event.log_tail, event.reason)
+            if extra:
+                self.log.error("More log lines of the job behind %s:\n%s", target.uri, "\n".join(extra))
             # A terminal job does not change on retry: fail the task without retries.
             raise AirflowFailException(
                 f"Pachyderm job behind {target.uri} failed ({(job or {}).get('state', 'commit error')}): "
