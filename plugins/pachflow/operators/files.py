@@ -6,9 +6,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from pachflow.exceptions import ConfigurationError
+from pachflow.exceptions import ConfigurationError, InvalidInputFile
 from pachflow.links import PachydermCommitLink
 
 
@@ -172,7 +172,10 @@ class PachydermPutFilesOperator(BaseOperator):
         hook = PachydermHook(self.pachyderm_conn_id, project=self.project or None)
         client = hook.get_conn()
         project = hook.project
-        planned = {repo: self._checked(repo, source, project) for repo, source in targets.items()}
+        try:
+            planned = {repo: self._checked(repo, source, project) for repo, source in targets.items()}
+        except InvalidInputFile as err:  # the same files fail the same way on a retry
+            raise AirflowFailException(str(err)) from err
         for repo, items in planned.items():
             self.log.info(
                 "Source %s for %s/%s: %d files, %d bytes",
