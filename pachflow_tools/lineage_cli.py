@@ -70,11 +70,29 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # MLflow or pachd answered with an error: say which, without a traceback
         print(f"pachflow lineage: {cli_clients.describe_error(err, args)}", file=sys.stderr)
         return 1
+    notes = [_rejected_rows(mlflow_client, r) for r in records]
     if args.json:
         print(json.dumps(records[0] if args.run_id else records, indent=2, sort_keys=True, default=str))
     else:
-        print("\n\n".join(render_tree(r) for r in records))
+        print("\n\n".join(render_tree(r) + note for r, note in zip(records, notes, strict=True)))
     return 0
+
+
+def _rejected_rows(mlflow_client, record: dict) -> str:
+    """Add the rows rejected upstream (recorded on the MLflow run) to ``record``; a line saying so."""
+    from pachflow.rejects import rejected_rows_of_run
+
+    run_id = record.get("mlflow_run_id")
+    if not run_id or "rejected_rows" in record:
+        total, by_commit = record.get("rejected_rows"), record.get("rejected_rows_by_commit") or {}
+    else:
+        total, by_commit = rejected_rows_of_run(mlflow_client.get_run(run_id))
+        if total is not None:
+            record["rejected_rows"], record["rejected_rows_by_commit"] = total, by_commit
+    if total is None:
+        return ""
+    where = "; ".join(f"pachflow rejects {uri}" for uri, n in by_commit.items() if n)
+    return f"\nrejected rows upstream: {total:,}" + (f" (see: {where})" if where else "")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ The contract, for any pipeline that wants its rejected rows seen (nothing here k
 - a reader that has looked at them (the commit sensor with ``report_rejects``) writes the total on
   that commit's metadata as ``pachflow.rejected_rows``;
 - :func:`attach_rejected_rows` sums that key over a lineage record's commits into the record
-  (``rejected_rows``) and the MLflow run (metric ``rejected_rows``).
+  (``rejected_rows``) and the MLflow run (metric ``rejected_rows``, tag
+  ``pachflow.rejected_rows_by_commit``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 DEFAULT_DIR = "/rejects"
 META_REJECTED_ROWS = "pachflow.rejected_rows"
 METRIC = "rejected_rows"
+TAG_BY_COMMIT = "pachflow.rejected_rows_by_commit"  # "project/repo@commit=N,..." on the MLflow run
 
 
 @dataclass
@@ -115,6 +117,17 @@ def record_on_commit(client: Client, project: str, repo: str, commit_id: str, re
     write_commit_metadata(client, project, repo, commit_id, {META_REJECTED_ROWS: str(rejected)})
 
 
+def rejected_rows_of_run(run: Any) -> tuple[int | None, dict[str, int]]:
+    """(total, per commit) an MLflow run carries (see :func:`attach_rejected_rows`); (None, {}) if none."""
+    total = run.data.metrics.get(METRIC)
+    by_commit = {}
+    for item in (run.data.tags.get(TAG_BY_COMMIT) or "").split(","):
+        uri, _, count = item.rpartition("=")
+        if uri and count.isdigit():
+            by_commit[uri] = int(count)
+    return (None if total is None else int(total)), by_commit
+
+
 def attach_rejected_rows(
     client: Client, mlflow_client: MlflowClient | None, record: dict[str, Any]
 ) -> int | None:
@@ -141,4 +154,5 @@ def attach_rejected_rows(
     run_id = record.get("mlflow_run_id")
     if mlflow_client is not None and run_id:
         mlflow_client.log_metric(run_id, METRIC, total)
+        mlflow_client.set_tag(run_id, TAG_BY_COMMIT, ",".join(f"{c}={n}" for c, n in by_commit.items()))
     return total

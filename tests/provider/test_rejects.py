@@ -119,4 +119,7 @@ def test_rejected_rows_in_sensor_log_lineage_mlflow_and_cli(
     err = capsys.readouterr().err
     assert err.strip() == f"pachflow lineage: default/{raw} has no commit or branch '{'0' * 32}'", err
     assert lineage_cli.main(["--commit", f"{raw}@master", "--json", *conn]) == 0  # a branch: its head
-    assert json.loads(capsys.readouterr().out)[0]["mlflow_run_id"] == rec["mlflow_run_id"]
+    (found,) = json.loads(capsys.readouterr().out)
+    assert found["mlflow_run_id"] == rec["mlflow_run_id"] and found["rejected_rows"] == 3
+    assert lineage_cli.main(["--run-id", rec["mlflow_run_id"], *conn]) == 0
+    assert f"rejected rows upstream: 3 (see: pachflow rejects {split_uri})" in capsys.readouterr().out
