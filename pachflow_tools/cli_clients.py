@@ -20,6 +20,9 @@ from typing import Any
 
 DEFAULT_TIMEOUT = 15.0
 START_LOCAL = "start the local stack with `make demo` (or `.venv/bin/pachflow local up`)"
+LOCAL_HINT = (
+    "the local stack answers no more: see `.venv/bin/pachflow local status`, restart it with `make demo`"
+)
 
 
 class ServiceUnreachable(ConnectionError):
@@ -108,7 +111,8 @@ def pachyderm(args: argparse.Namespace) -> tuple[Any, str, str] | tuple[None, st
                     f"no Airflow connection {args.pachyderm_conn_id!r}, no PACHD_ADDRESS and no running local "
                     f"stack: {START_LOCAL}, or pass --pachd-address HOST:PORT"
                 ) from None
-            address = stack.pachd_address
+            address = args.pachd_address = stack.pachd_address
+            args.local_stack = True
     from pachyderm_sdk import Client
 
     host, port, tls = parse_pachd_address(address)
@@ -137,14 +141,20 @@ def mlflow(args: argparse.Namespace) -> tuple[Any, str]:
                     f"no Airflow connection {args.mlflow_conn_id!r}, no MLFLOW_TRACKING_URI and no running "
                     f"local stack: {START_LOCAL}, or pass --tracking-uri URL"
                 ) from None
-            uri = stack.mlflow_tracking_uri
+            uri = args.tracking_uri = stack.mlflow_tracking_uri
+            args.local_stack = True
         else:
             client, uri = hook.get_conn(), hook.tracking_uri
             check_mlflow_reachable(uri, timeout)
             return client, uri
     uri = uri.rstrip("/")
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    check_mlflow_reachable(uri, timeout)
+    try:
+        check_mlflow_reachable(uri, timeout)
+    except ServiceUnreachable as err:
+        if getattr(args, "local_stack", False):
+            raise ServiceUnreachable(f"{err}; {LOCAL_HINT}") from None
+        raise
     return client, uri
 
 
@@ -188,7 +198,8 @@ def describe_error(err: BaseException, args: argparse.Namespace) -> str:
         return f"MLflow ({where}): {message}"
     if isinstance(err, grpc.RpcError) and hasattr(err, "code"):
         where = args.pachd_address or f"connection {args.pachyderm_conn_id!r}"
-        return f"pachd ({where}): {err.code().name}: {err.details()}"
+        hint = f"; {LOCAL_HINT}" if getattr(args, "local_stack", False) else ""
+        return f"pachd ({where}): {err.code().name}: {err.details()}{hint}"
     raise err
 
 
