@@ -20,10 +20,13 @@ from pachflow.operators.files import PachydermPutFilesOperator
 from pachflow.operators.lineage import PachydermRecordLineageOperator
 from pachflow.operators.pipelines import PachydermApplyPipelinesOperator
 from pachflow.sensors.pachyderm import PachydermCommitSensor
+from spark_jobs.columns import COLUMNS as PAYSIM_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = os.environ.get("PACHFLOW_SPECS", str(ROOT / "pachyderm_specs"))
-DEFAULT_SOURCE = os.environ.get("PACHFLOW_RAW_SOURCE", str(ROOT / "data" / "raw" / "*.csv"))
+# Where `make demo` (`pachflow local`) generates the sample: the local stack's data folder.
+LOCAL_DIR = Path(os.environ.get("PACHFLOW_LOCAL_DIR") or ROOT / ".local")
+DEFAULT_SOURCE = os.environ.get("PACHFLOW_RAW_SOURCE", str(LOCAL_DIR / "data" / "raw"))
 RAW_REPO = "raw_data"
 
 # The commit set whose jobs to follow: the new raw commit, else the jobs a pipeline update started.
@@ -46,7 +49,8 @@ with DAG(
             DEFAULT_SOURCE,
             type="string",
             minLength=1,
-            description="Raw PaySim-shaped CSVs to push: a file, a directory or a glob (e.g. /data/raw/*.csv).",
+            description="Raw PaySim-shaped CSVs to push: a file, a directory or a glob; only *.csv files "
+            "are taken, and each must have the PaySim header.",
         ),
         "force": Param(
             False,
@@ -104,6 +108,8 @@ with DAG(
         task_id="push_raw_data",
         source="{{ params.source }}",
         repo=RAW_REPO,
+        include="*.csv",
+        expected_columns=PAYSIM_COLUMNS,
         force="{{ params.force }}",
     )
     waits = [
@@ -114,6 +120,8 @@ with DAG(
             trigger_rule="none_failed",
             timeout=4 * 3600,
             retries=0,
+            # split writes a summary per raw file under /rejects: its rejected rows show in the log
+            report_rejects="/rejects" if repo == "split_data" else None,
         )
         for repo in ("split_data", "etl", "ml_train")
     ]

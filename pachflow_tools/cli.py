@@ -14,6 +14,14 @@ SUBCOMMANDS = {
         "pachflow_tools.rollback_cli",
         "move a model's alias (and optionally the source data) back to a run, all or nothing",
     ),
+    "rejects": (
+        "pachflow_tools.rejects_cli",
+        "show the rows a pipeline rejected in a commit (count, first reasons)",
+    ),
+    "rm": (
+        "pachflow_tools.rm_cli",
+        "remove files from a branch in a new commit (e.g. a bad file pushed by mistake)",
+    ),
     "generate": ("spark_jobs.generate", "generate PaySim-shaped transaction CSVs"),
     "local": ("pachflow_tools.local", "start, stop and inspect pachd-lite + MLflow on this machine"),
 }

@@ -227,6 +227,33 @@ def run_lineage(options: DemoOptions, args: list[str], name: str) -> None:
         )
 
 
+def venv_command(name: str) -> str:
+    """How to run this environment's ``name`` script from the working directory in a new shell
+    (no virtualenv activated): ``.venv/bin/<name>`` from the repository root, else its full path."""
+    exe = Path(sys.executable).parent / name
+    try:
+        return str(exe.relative_to(Path.cwd()))
+    except ValueError:
+        return str(exe)
+
+
+def follow_up_commands(run_id: str, raw_commit: str) -> list[str]:
+    """The commands to try after the demo, exactly as printed: they find the running local stack
+    themselves (no virtualenv, no exported settings needed)."""
+    pachflow = venv_command("pachflow")
+    return [
+        f"{pachflow} lineage --run-id {run_id}",
+        f"{pachflow} lineage --commit raw_data@{raw_commit}",
+        f"{pachflow} rejects split_data@master",
+        f"{pachflow} local status",
+    ]
+
+
+def airflow_command(*args: str) -> str:
+    """An ``airflow`` command line against the local stack, for a new shell (one line)."""
+    return f'eval "$({venv_command("pachflow")} local env)" && {venv_command("airflow")} {" ".join(args)}'
+
+
 def run(options: DemoOptions) -> int:
     started = time.monotonic()
     settings = options.settings
@@ -287,6 +314,9 @@ def run(options: DemoOptions) -> int:
         "Airflow UI:   make airflow-ui   (then open http://127.0.0.1:8080; it prints the admin password)"
     )
     console.print(f"pachd-lite:   {settings.pachd_address}   (what runs where: pachflow local status)")
+    console.print("Try next (from this folder, in any shell):")
+    for command in [*follow_up_commands(run_id, raw_commit), airflow_command("dags", "test", DAG_ID)]:
+        console.print(f"  {command}", markup=False)
     console.print("Services keep running until you stop them with: make down")
     console.print(f"Total time:   {time.monotonic() - started:.0f}s")
     return 0

@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--run-id", help="MLflow run id: show the Pachyderm commits that produced it")
     which.add_argument(
         "--commit",
-        help="[PROJECT/]REPO@COMMIT_ID: show every recorded training (MLflow run, model versions) that used it",
+        help="[PROJECT/]REPO@COMMIT_ID (or @BRANCH for its head): show every recorded training "
+        "(MLflow run, model versions) that used it",
     )
     parser.add_argument(
         "--json", action="store_true", help="print the lineage records (with their graph) as JSON"
@@ -33,17 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_commit(text: str) -> tuple[str | None, str, str]:
     """``[project/]repo@id`` -> (project, repo, id)."""
-    if "@" not in text:
-        raise ValueError(f"--commit {text!r}: expected REPO@COMMIT_ID or PROJECT/REPO@COMMIT_ID")
-    left, commit_id = text.rsplit("@", 1)
-    project, _, repo = left.rpartition("/")
-    if not repo or not commit_id:
-        raise ValueError(f"--commit {text!r}: expected REPO@COMMIT_ID or PROJECT/REPO@COMMIT_ID")
-    return project or None, repo, commit_id
+    return cli_clients.parse_commit_ref(text, "--commit")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pachflow.lineage import LineageError, lineage_for_commit, lineage_for_run, render_tree
+    from pachflow.exceptions import PachflowError
+    from pachflow.lineage import lineage_for_commit, lineage_for_run, render_tree
 
     args = build_parser().parse_args(argv)
     try:
@@ -57,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             # The run's own pachyderm.project tag says where its commits are.
             records = [lineage_for_run(mlflow_client, args.run_id, model_name=args.model_name, client=client)]
         else:
+            if client is not None:  # an unknown repo, branch or commit: say so, no search
+                commit_id = cli_clients.resolve_commit(client, project, repo, commit_id, args)
             records = lineage_for_commit(
                 client,
                 mlflow_client,
@@ -66,17 +64,35 @@ def main(argv: list[str] | None = None) -> int:
                 train_repo=args.train_repo,
                 model_name=args.model_name,
             )
-    except (LineageError, ValueError, ConnectionError) as err:
+    except (PachflowError, ValueError, ConnectionError) as err:
         print(f"pachflow lineage: {err}", file=sys.stderr)
         return 1
     except Exception as err:  # MLflow or pachd answered with an error: say which, without a traceback
         print(f"pachflow lineage: {cli_clients.describe_error(err, args)}", file=sys.stderr)
         return 1
+    notes = [_rejected_rows(mlflow_client, r) for r in records]
     if args.json:
         print(json.dumps(records[0] if args.run_id else records, indent=2, sort_keys=True, default=str))
     else:
-        print("\n\n".join(render_tree(r) for r in records))
+        print("\n\n".join(render_tree(r) + note for r, note in zip(records, notes, strict=True)))
     return 0
+
+
+def _rejected_rows(mlflow_client, record: dict) -> str:
+    """Add the rows rejected upstream (recorded on the MLflow run) to ``record``; a line saying so."""
+    from pachflow.rejects import rejected_rows_of_run
+
+    run_id = record.get("mlflow_run_id")
+    if not run_id or "rejected_rows" in record:
+        total, by_commit = record.get("rejected_rows"), record.get("rejected_rows_by_commit") or {}
+    else:
+        total, by_commit = rejected_rows_of_run(mlflow_client.get_run(run_id))
+        if total is not None:
+            record["rejected_rows"], record["rejected_rows_by_commit"] = total, by_commit
+    if total is None:
+        return ""
+    where = "; ".join(f"pachflow rejects {uri}" for uri, n in by_commit.items() if n)
+    return f"\nrejected rows upstream: {total:,}" + (f" (see: {where})" if where else "")
 
 
 if __name__ == "__main__":

@@ -45,20 +45,25 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         mlflow_client, _ = cli_clients.mlflow(args)
-        client, project = None, args.project
+        client, project, conn_project = None, args.project, None
         if args.data or args.to_commit:
             if args.no_pachyderm:
                 raise ValueError("--data and --to-commit need pachd: drop --no-pachyderm")
             client, conn_project, _ = cli_clients.pachyderm(args)
             # a connection's project counts as given; with --pachd-address only --project does
             project = args.project or (None if args.pachd_address else conn_project)
+        to_commit = args.to_commit
+        if to_commit:  # an unknown repo, branch or commit: say which, before any search
+            given_project, repo, ref = cli_clients.parse_commit_ref(to_commit, "--to-commit")
+            where = given_project or project or conn_project
+            to_commit = f"{where}/{repo}@{cli_clients.resolve_commit(client, where, repo, ref, args)}"
         plan = plan_rollback(
             mlflow_client,
             client,
             model_name=args.model_name,
             alias=args.alias,
             to_run_id=args.to_run_id,
-            to_commit=args.to_commit,
+            to_commit=to_commit,
             data=args.data,
             project=project,
             create_alias=args.create_alias,

@@ -12,37 +12,18 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from spark_jobs.columns import (
+    COLUMNS,
+    FLAG_COLUMNS,
+    FLOAT_COLUMNS,
+    FRAUD_TYPES,
+    INT_COLUMNS,
+    STRING_COLUMNS,
+    TRANSACTION_TYPES,
+)
+
 if TYPE_CHECKING:
     from pyspark.sql.types import StructType
-
-COLUMNS: tuple[str, ...] = (
-    "step",
-    "type",
-    "amount",
-    "nameOrig",
-    "oldbalanceOrg",
-    "newbalanceOrig",
-    "nameDest",
-    "oldbalanceDest",
-    "newbalanceDest",
-    "isFraud",
-    "isFlaggedFraud",
-)
-
-INT_COLUMNS: tuple[str, ...] = ("step", "isFraud", "isFlaggedFraud")
-FLOAT_COLUMNS: tuple[str, ...] = (
-    "amount",
-    "oldbalanceOrg",
-    "newbalanceOrig",
-    "oldbalanceDest",
-    "newbalanceDest",
-)
-STRING_COLUMNS: tuple[str, ...] = ("type", "nameOrig", "nameDest")
-FLAG_COLUMNS: tuple[str, ...] = ("isFraud", "isFlaggedFraud")
-
-TRANSACTION_TYPES: tuple[str, ...] = ("CASH_IN", "CASH_OUT", "DEBIT", "PAYMENT", "TRANSFER")
-# PaySim only has fraud in these two types (reference: seed-demo-and-paysim.md §2).
-FRAUD_TYPES: tuple[str, ...] = ("TRANSFER", "CASH_OUT")
 
 ARROW_SCHEMA = pa.schema(
     [
@@ -62,3 +43,16 @@ def spark_schema() -> StructType:
 
     spark_types = {pa.int64(): LongType(), pa.float64(): DoubleType(), pa.string(): StringType()}
     return StructType([StructField(f.name, spark_types[f.type], nullable=False) for f in ARROW_SCHEMA])
+
+
+__all__ = [
+    "ARROW_SCHEMA",
+    "COLUMNS",
+    "FLAG_COLUMNS",
+    "FLOAT_COLUMNS",
+    "FRAUD_TYPES",
+    "INT_COLUMNS",
+    "STRING_COLUMNS",
+    "TRANSACTION_TYPES",
+    "spark_schema",
+]

@@ -5,7 +5,9 @@ For every input file (one datum per raw file in Pachyderm, glob ``/*``) this:
 - reads the file in blocks with pyarrow's streaming CSV reader, so memory stays bounded;
 - validates every row (field count, empty values, numbers, transaction type, account ids,
   0/1 flags) and writes rejected rows with their line number and reason to
-  ``rejects/<file stem>.csv``;
+  ``rejects/<file stem>.csv``, and a summary of the file to ``rejects/<file stem>.json``
+  (the contract :mod:`pachflow.rejects` reads: ``file``, ``rows``, ``rejected``, ``reasons``,
+  ``first``, ``rejects_file``);
 - keeps the configured transaction types (default: all) and writes each valid row to
   ``bucket-NN/<file stem>.parquet``, where NN is a stable hash of ``nameOrig`` modulo N.
 Every output path is derived from the input file's name, so datums never collide.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import os
 import sys
@@ -49,6 +52,7 @@ BLOCK_SIZE = 4 << 20  # bytes per CSV block: ~55k rows, keeps peak memory low an
 ROW_GROUP_ROWS = 131_072  # rows buffered per bucket before a Parquet row group is written
 MAX_REJECT_DETAILS = 100_000  # rejected rows kept with line/reason per file; the rest only counted
 PROGRESS_EVERY_ROWS = 1_000_000
+FIRST_REASONS = 5  # rejected rows quoted (line and reason) in a file's summary
 WORKERS = 2  # threads converting/validating/sorting blocks while the main thread reads and writes
 BLOCKS_IN_FLIGHT = 4  # blocks read but not yet written: bounds the extra memory to a few blocks
 _FLOAT_RE = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
@@ -82,6 +86,8 @@ class FileResult:
     rejected: int = 0
     filtered: int = 0
     bucket_rows: dict[int, int] = field(default_factory=dict)
+    first_rejects: list[tuple[int, str, str]] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)
 
 
 def bucket_dir_name(bucket: int, buckets: int) -> str:
@@ -265,7 +271,7 @@ def _validate(
         name: pc.equal(pc.utf8_length(col), 0).to_numpy(zero_copy_only=False) for name, col in cols.items()
     }
     blank = np.logical_and.reduce(list(empties.values()))
-    flag(blank, lambda i: "blank line")
+    flag(blank, lambda i: "empty row (every field empty)")
     for name in COLUMNS:
         flag(empties[name], lambda i, name=name: f"empty value for {name}")
 
@@ -529,8 +535,11 @@ def split_file(path: Path, output_dir: Path, stem: str, config: SplitConfig) -> 
     except BaseException:
         writers.abort()
         raise
+    listed = rejects.resolve(path, expected) if rejects.count else []
     if rejects.count:
-        _write_rejects(output_dir / "rejects" / f"{stem}.csv", rejects.resolve(path, expected), rejects.count)
+        _write_rejects(output_dir / "rejects" / f"{stem}.csv", listed, rejects.count)
+    result.first_rejects = listed[:FIRST_REASONS]
+    result.reasons = _reason_counts(listed)
     return result
 
 
@@ -559,6 +568,37 @@ def _write_rejects(path: Path, rows: list[tuple[int, str, str]], total: int) -> 
     tmp.replace(path)
 
 
+def _reason_counts(listed: list[tuple[int, str, str]]) -> dict[str, int]:
+    """Rejected rows per kind of reason (the reason without the offending value after ':')."""
+    counts: dict[str, int] = {}
+    for _, reason, _ in listed:
+        kind = reason.split(":", 1)[0]
+        counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def write_summary(output_dir: Path, stem: str, result: FileResult, name: str) -> None:
+    """``rejects/<stem>.json``: what one input file gave (every file gets one, rejects or not).
+
+    ``reasons`` counts the listed rejected rows (all of them up to the detail limit) by kind.
+    """
+    summary = {
+        "file": name,
+        "rows": result.rows,
+        "valid": result.valid,
+        "rejected": result.rejected,
+        "filtered": result.filtered,
+        "reasons": result.reasons,
+        "first": [{"line": line, "reason": reason} for line, reason, _ in result.first_rejects],
+        "rejects_file": f"/rejects/{stem}.csv" if result.rejected else None,
+    }
+    path = output_dir / "rejects" / f"{stem}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
 def input_files(input_path: Path) -> list[tuple[Path, Path]]:
     """(file, path relative to the input root) for every non-hidden regular file, sorted."""
     if input_path.is_file():
@@ -575,22 +615,48 @@ def input_files(input_path: Path) -> list[tuple[Path, Path]]:
     return found
 
 
+def input_name(input_path: Path, relative: Path) -> str:
+    """How to name an input file to a user: ``repo@commit:/path`` inside a Pachyderm job (the input
+    is ``/pfs/<name>`` and pachd sets ``<name>_COMMIT``), else its local path."""
+    commit = os.environ.get(f"{input_path.name}_COMMIT", "").strip() if input_path.is_dir() else ""
+    if not commit:
+        return str(input_path / relative) if input_path.is_dir() else str(input_path)
+    return f"{input_path.name}@{commit}:/{relative.as_posix()}"
+
+
+def removal_hint(name: str) -> str:
+    """The command that takes a bad input file out of its repo (only for ``repo@commit:/path``)."""
+    repo, at, rest = name.partition("@")
+    if not at or ":/" not in rest:
+        return ""
+    path = rest.split(":", 1)[1]
+    return (
+        f"; if the file does not belong in {repo}, remove it with `pachflow rm {repo}@master:{path}` "
+        "(the branch the pipeline reads), which starts a new run without it"
+    )
+
+
 def split_input(input_path: Path, output_dir: Path, config: SplitConfig) -> list[FileResult]:
-    """Split every file under ``input_path``; UnusableFileError lists every unusable file."""
+    """Split every file under ``input_path``; UnusableFileError lists every unusable file, named as
+    ``repo@commit:/path`` in a Pachyderm job, with the command that removes it."""
     results, errors = [], []
     for path, relative in input_files(input_path):
         started = time.monotonic()
         stem = output_stem(relative)
+        name = input_name(input_path, relative)
         try:
             result = split_file(path, output_dir, stem, config)
         except UnusableFileError as exc:
-            log.error("%s", exc)
-            errors.append(str(exc))
+            message = str(exc)
+            if name != str(path):
+                message = message.replace(str(path), name)
+            errors.append(message + removal_hint(name))
             continue
+        write_summary(output_dir, stem, result, name)
         results.append(result)
         log.info(
             "%s: %s rows, %s valid into %d buckets, %s rejected%s, %s filtered out by type (%.1fs)",
-            relative,
+            name,
             f"{result.rows:,}",
             f"{result.valid:,}",
             len(result.bucket_rows),

@@ -39,3 +39,8 @@ class PachydermNotFound(PachflowError, LookupError):
 
 class RollbackError(PachflowError, RuntimeError):
     """A rollback failed; the message says what was changed (and undone) and what was not."""
+
+
+class InvalidInputFile(PachflowError, ValueError):
+    """A file to push fails its check (e.g. a CSV header without the expected columns); nothing
+    was committed. The message names the file and the reason."""

@@ -272,7 +272,7 @@ def record_lineage(
     }
     for commit in dict.fromkeys([trained_in, commit_set]):
         write_commit_metadata(client, project, train_repo, commit, metadata)
-    return _assemble(
+    record = _assemble(
         project=project,
         pipeline=train_repo,
         commit_set=commit_set,
@@ -287,6 +287,11 @@ def record_lineage(
         airflow={"dag_id": dag_id, "run_id": airflow_run_id},
         source="recorded",
     )
+    # Rows an upstream pipeline rejected (see pachflow.rejects): into the record and the run.
+    from pachflow.rejects import attach_rejected_rows
+
+    attach_rejected_rows(client, mlflow_client, record)
+    return record
 
 
 # -- lookup --------------------------------------------------------------------------------------

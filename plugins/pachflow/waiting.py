@@ -8,6 +8,7 @@ ends as soon as that job is terminal, so failures surface at once instead of aft
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -284,6 +285,21 @@ def log_tail(client: Client, target: CommitTarget, lines: int = 30) -> list[str]
     for msg in messages[-lines:]:
         where = f"datum {msg.datum_id[:12]}" if msg.datum_id else ("master" if msg.master else "worker")
         out.append(f"[{where}] {msg.message.rstrip()}")
+    return out
+
+
+def new_log_lines(lines: Sequence[str], reason: str) -> list[str]:
+    """The log-tail lines that add to ``reason``: a line whose message the reason already holds, or
+    that an earlier line said (a retried datum logs the same error again), is dropped."""
+    seen: set[str] = set()
+    out = []
+    for line in lines:
+        message = line.split("] ", 1)[1] if line.startswith("[") and "] " in line else line
+        message = message.strip()
+        if not message or message in seen or message in reason:
+            continue
+        seen.add(message)
+        out.append(line)
     return out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +68,18 @@ def test_lineage_falls_back_to_the_newest_recorded_run():
     }
     with pytest.raises(demo.DemoFailed, match="recorded an XCom `lineage`"):
         demo.lineage_of({"run_id": "manual__y", "lineage": {}, "newest_lineage": None})
+
+
+def test_follow_up_commands_name_the_venv_scripts_from_where_make_runs(monkeypatch):
+    venv_root = Path(sys.executable).parents[2]
+    monkeypatch.chdir(venv_root)
+    bin_dir = Path(sys.executable).parent.relative_to(venv_root)
+    commands = demo.follow_up_commands("r" * 32, "c" * 32)
+    assert commands[:3] == [
+        f"{bin_dir}/pachflow lineage --run-id {'r' * 32}",
+        f"{bin_dir}/pachflow lineage --commit raw_data@{'c' * 32}",
+        f"{bin_dir}/pachflow rejects split_data@master",
+    ]
+    assert demo.airflow_command("dags", "test", "x") == (
+        f'eval "$({bin_dir}/pachflow local env)" && {bin_dir}/airflow dags test x'
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -279,6 +280,10 @@ def test_pipeline_job_fails_naming_file_and_problem_and_keeps_earlier_commits(pa
         text = before[f"/rejects/{stem}.csv"].decode()
         line, reason = CORPUS[case][2].rejects[0]
         assert f"{line}," in text and reason in text
+        summary = json.loads(before[f"/rejects/{stem}.json"])
+        assert summary["file"] == f"raw_data@{c1.id}:/{CORPUS[case][0]}" and summary["rejected"] > 0
+        assert summary["first"][0]["line"] == line and summary["rejects_file"] == f"/rejects/{stem}.csv"
+    assert json.loads(before["/rejects/good.json"])["rejected"] == 0
     assert any(p.endswith("/good.parquet") for p in before)
 
     # 2. each unusable file in its own commit: the job fails, its reason names the file and problem
@@ -293,6 +298,11 @@ def test_pipeline_job_fails_naming_file_and_problem_and_keeps_earlier_commits(pa
         info = job_of(c.id)
         assert info.state == pps.JobState.JOB_FAILURE, (case, info.state, info.reason)
         assert name in info.reason and expected.problem in info.reason, (case, info.reason)
+        # named as repo@commit:/path, once, with the command that removes it; no sandbox path
+        assert info.reason.count(f"raw_data@{c.id}:/{name}") == 1, (case, info.reason)
+        assert f"pachflow rm raw_data@master:/{name}" in info.reason and "/pfs/" not in info.reason, (
+            info.reason
+        )
         assert info.data_failed == 1, case
 
     # 3. nothing already committed changed

@@ -66,15 +66,16 @@ def _failed_run(stack, conf: dict, mlflow_uri: str, capsys) -> tuple[dict[str, s
     return states, output.out + output.err
 
 
-def test_dag_surfaces_the_split_failure_naming_file_and_problem(stack, tmp_path, capsys):
+def test_dag_refuses_a_file_without_the_paysim_header_naming_file_and_problem(stack, tmp_path, capsys):
     source = tmp_path / "source"
     source.mkdir()
     (source / "day-07.csv").write_text("when,what,how_much\n1,coffee,3.5\n")
     conf = {"source": str(source / "*.csv"), "mlflow_experiment": unique_name("exp")}
-    # MLflow is never reached: the run stops at split
+    # MLflow is never reached: the push refuses the file before committing it
     states, text = _failed_run(stack, conf, f"http://127.0.0.1:{free_port()}", capsys)
-    assert states["push_raw_data"] == "success" and states["wait_split_data"] == "failed", states
-    assert "day-07.csv" in text and "line 1 is not a PaySim header" in text, text[-3000:]
+    assert states["push_raw_data"] == "failed" and states["wait_split_data"] == "upstream_failed", states
+    assert "day-07.csv" in text and "header lacks column(s) step, type" in text, text[-3000:]
+    assert "nothing was committed" in text
 
 
 @pytest.mark.spark

@@ -49,7 +49,7 @@ BAD_LINES = {
     9: ("1,WIRE,5.0,C1,10.0,5.0,C2,0.0,5.0,0,0", "unknown transaction type 'WIRE'"),
     11: ("1,PAYMENT,5.0,X123,10.0,5.0,M2,0.0,0.0,0,0", "nameOrig must look like C<digits>: 'X123'"),
     13: ("1,TRANSFER,5.0,C1,10.0,5.0,C2,0.0,5.0,2,0", "isFraud must be 0 or 1, got 2"),
-    15: ("", "blank line"),
+    15: ("", "empty row (every field empty)"),
     17: ("1,CASH_OUT,-5.0,C1,10.0,5.0,C2,0.0,5.0,0,0", "amount is negative: -5.0"),
     19: ("1,CASH_OUT,5.0,C1,10.0,5.0,,0.0,5.0,0,0", "empty value for nameDest"),
     400: ("1,CASH_OUT,5.0,C1,10.0,5.0,C2,0.0,5.0,0,0,extra", "12 fields instead of 11"),
@@ -299,3 +299,25 @@ def test_ordered_map_keeps_order_bounds_work_and_raises_in_place() -> None:
         for value in ordered_map(slow_square, failing_source(), workers=2, in_flight=4):
             got.append(value)
     assert got == [i * i for i in range(5)]  # everything read before the failure is delivered first
+
+
+def test_in_a_job_files_are_named_repo_at_commit_once_and_summaries_written(
+    dirty_csv: tuple[Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    import json
+
+    path, valid = dirty_csv
+    inp = path.parent  # .../raw_data, as /pfs/raw_data in a job
+    (inp / "junk.csv").write_text("hello,world\n1,2\n")
+    monkeypatch.setenv("raw_data_COMMIT", "c0ffee")
+    assert main(["--input", str(inp), "--output", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("raw_data@c0ffee:/junk.csv") == 1 and str(inp) not in err
+    assert "`pachflow rm raw_data@master:/junk.csv`" in err
+    summary = json.loads((tmp_path / "out" / "rejects" / "dirty.json").read_text())
+    assert summary["file"] == "raw_data@c0ffee:/dirty.csv"
+    assert summary["rejected"] == len(BAD_LINES) and summary["valid"] == len(valid)
+    assert summary["rejects_file"] == "/rejects/dirty.csv"
+    assert summary["first"][0] == {"line": 5, "reason": "3 fields instead of 11"}
+    assert summary["reasons"]["empty row (every field empty)"] == 1
+    assert sum(summary["reasons"].values()) == len(BAD_LINES)

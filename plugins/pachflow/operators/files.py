@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from pachflow.exceptions import ConfigurationError
+from pachflow.exceptions import ConfigurationError, InvalidInputFile
 from pachflow.links import PachydermCommitLink
 
 
@@ -46,6 +46,13 @@ class PachydermPutFilesOperator(BaseOperator):
     :param create_repo: create missing repos (and a missing project); False makes them an error.
     :param project: Pachyderm project (templated); default: the connection's ``project`` extra,
         else ``default``.
+    :param include: file-name pattern(s) (``fnmatch``, e.g. ``"*.csv"``) of the files to push from
+        the sources; the others are left out and listed in the log. None: every file.
+    :param expected_columns: column names every pushed file's CSV header must contain (extra
+        columns are fine). Checked before anything is committed: a file without them is refused
+        with its name and the reason, and nothing is pushed.
+    :param validate: ``callable(local_path, repo_path) -> reason or None``, a further check of
+        each file before anything is committed (a returned reason refuses the file).
     """
 
     template_fields: Sequence[str] = (
@@ -57,6 +64,7 @@ class PachydermPutFilesOperator(BaseOperator):
         "force",
         "checksum",
         "project",
+        "include",
     )
     template_fields_renderers = {"files": "json"}
     ui_color = "#d4f0ff"
@@ -76,6 +84,9 @@ class PachydermPutFilesOperator(BaseOperator):
         project: str | None = None,
         pachyderm_conn_id: str = "pachyderm_default",
         emit_asset: bool = True,
+        include: str | Sequence[str] | None = None,
+        expected_columns: Sequence[str] | None = None,
+        validate: Callable[[Any, str], str | None] | None = None,
         **kwargs: Any,
     ) -> None:
         task = f"PachydermPutFilesOperator(task_id={kwargs.get('task_id')!r})"
@@ -92,6 +103,13 @@ class PachydermPutFilesOperator(BaseOperator):
         self.create_repo = create_repo
         self.project = project
         self.pachyderm_conn_id = pachyderm_conn_id
+        if isinstance(expected_columns, str):
+            raise ConfigurationError(
+                f"{task}: expected_columns= must be a list of column names, not a string"
+            )
+        self.include = include
+        self.expected_columns = list(expected_columns) if expected_columns is not None else None
+        self.validate = validate
         self._alias: str | None = None
         if wants_assets:
             self.outlets = self._static_outlets()
@@ -112,6 +130,30 @@ class PachydermPutFilesOperator(BaseOperator):
         self._alias = f"pachyderm/{dag_id}/{self.task_id}"
         return [AssetAlias(name=self._alias, group="pachyderm")]
 
+    def _checked(self, repo: str, source: str | Sequence[str], project: str) -> list[Any]:
+        """The files of ``source`` to push into ``repo``: filtered by ``include``, then validated."""
+        from pachflow.input_checks import expected_columns_check, select, validate
+        from pachflow.upload import plan_upload
+
+        items, left_out = select(plan_upload(source, self.dest), self.include)
+        if left_out:
+            self.log.info(
+                "Left out %d file(s) of %s not matching include=%r: %s",
+                len(left_out),
+                source,
+                self.include,
+                ", ".join(str(i.local) for i in left_out),
+            )
+        if not items:
+            raise FileNotFoundError(f"source {source!r} has no file matching include={self.include!r}")
+        checks = []
+        if self.expected_columns:
+            checks.append(expected_columns_check(self.expected_columns))
+        if self.validate is not None:
+            checks.append(self.validate)
+        validate(items, checks, where=f"{project}/{repo}@{self.branch}")
+        return items
+
     def _targets(self) -> dict[str, str | Sequence[str]]:
         if self.files is not None:
             return dict(self.files)
@@ -124,13 +166,16 @@ class PachydermPutFilesOperator(BaseOperator):
         from pachflow.links import persist_commit_link
         from pachflow.openlineage import namespace
         from pachflow.projects import ensure_project
-        from pachflow.upload import RepoUpload, plan_upload, push_commit_set
+        from pachflow.upload import RepoUpload, push_commit_set
 
         targets = self._targets()
         hook = PachydermHook(self.pachyderm_conn_id, project=self.project or None)
         client = hook.get_conn()
         project = hook.project
-        planned = {repo: plan_upload(source, self.dest) for repo, source in targets.items()}
+        try:
+            planned = {repo: self._checked(repo, source, project) for repo, source in targets.items()}
+        except InvalidInputFile as err:  # the same files fail the same way on a retry
+            raise AirflowFailException(str(err)) from err
         for repo, items in planned.items():
             self.log.info(
                 "Source %s for %s/%s: %d files, %d bytes",

@@ -43,6 +43,11 @@ class PachydermCommitSensor(BaseSensorOperator):
         appear; still missing after that, the task fails. Once the commit set exists, a repo
         without a commit in it is skipped at once.
     :param progress_interval: seconds between datum-progress log lines.
+    :param report_rejects: directory of per-file reject summaries in the finished commit (e.g.
+        ``"/rejects"``; the contract is in :mod:`pachflow.rejects`). When given, the task log shows
+        the rejected-row count, the first reasons and where the rejected rows are; the result gets
+        ``rejected_rows``; the commit's metadata gets ``pachflow.rejected_rows`` (lineage recorded
+        downstream then carries it into the lineage record and the MLflow run). None: not read.
     :param deferrable: defer to the triggerer instead of poking. Default True; set
         ``[pachflow] default_deferrable = False`` (``AIRFLOW__PACHFLOW__DEFAULT_DEFERRABLE``) to poke
         instead where no triggerer runs. (Airflow's own ``[operators] default_deferrable`` defaults
@@ -64,6 +69,7 @@ class PachydermCommitSensor(BaseSensorOperator):
         missing_grace: float = 10.0,
         progress_interval: float = 10.0,
         log_tail_lines: int = 30,
+        report_rejects: str | None = None,
         deferrable: bool = conf.getboolean("pachflow", "default_deferrable", fallback=True),
         **kwargs: Any,
     ) -> None:
@@ -78,6 +84,7 @@ class PachydermCommitSensor(BaseSensorOperator):
         self.missing_grace = missing_grace
         self.progress_interval = progress_interval
         self.log_tail_lines = log_tail_lines
+        self.report_rejects = report_rejects
         self.deferrable = deferrable
         self._ol: dict[str, Any] = {}
 
@@ -144,25 +151,49 @@ class PachydermCommitSensor(BaseSensorOperator):
             hook = self._hook()
             persist_commit_link(context, hook, target.repo, target.commit_id, project=target.project)
             self._ol = {"ns": namespace(hook.endpoint.host, hook.endpoint.port), "target": target}
-            return {
+            result = {
                 "repo": target.repo,
                 "project": target.project,
                 "commit_id": target.commit_id,
                 "commit_set": target.commit_id,
                 "job": job,
             }
+            if self.report_rejects:
+                result["rejected_rows"] = self._report_rejects(hook, target)
+            return result
         if event.status == FAILED:
-            self.log.error("%s failed: %s", target.uri, event.reason)
-            if event.log_tail:
-                self.log.error(
-                    "Last %d log lines of the job:\n%s", len(event.log_tail), "\n".join(event.log_tail)
-                )
+            from pachflow.waiting import new_log_lines
+
+            # The reason (in the exception below) already quotes the failed datum's last lines:
+            # show only what the job's log adds, each line once.
+            extra = new_log_lines(event.log_tail, event.reason)
+            if extra:
+                self.log.error("More log lines of the job behind %s:\n%s", target.uri, "\n".join(extra))
             # A terminal job does not change on retry: fail the task without retries.
             raise AirflowFailException(
                 f"Pachyderm job behind {target.uri} failed ({(job or {}).get('state', 'commit error')}): "
                 f"{event.reason}"
             )
         raise AirflowException(f"Waiting for {target.uri} ended with {event.status}: {event.message}")
+
+    def _report_rejects(self, hook: Any, target: CommitTarget) -> int | None:
+        """Log the commit's reject summaries and record their total on the commit; the total, or None."""
+        from pachflow.rejects import describe, read_rejects, record_on_commit
+
+        report = hook.call(
+            read_rejects, hook.client, target.project, target.repo, target.commit_id, self.report_rejects
+        )
+        lines = describe(report)
+        if report.rejected:
+            self.log.warning("Rejected rows:\n%s", "\n".join(lines))
+        else:
+            self.log.info("%s", "\n".join(lines))
+        if not report.files:
+            return None
+        hook.call(
+            record_on_commit, hook.client, target.project, target.repo, target.commit_id, report.rejected
+        )
+        return report.rejected
 
     # -- sensor protocol ----------------------------------------------------------------------
     def poke(self, context: Context) -> PokeReturnValue:
