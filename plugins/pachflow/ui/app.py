@@ -37,6 +37,7 @@ from pachflow.ui.services import services
 
 log = logging.getLogger(__name__)
 URL_PREFIX = "/pachflow"
+Q = Annotated[str | None, Query(max_length=300)]  # an optional query parameter
 
 
 class Failure(Exception):
@@ -256,8 +257,6 @@ def create_app() -> FastAPI:
             raise
         except Exception as err:
             raise classify(err) from None
-
-    Q = Annotated[str | None, Query(max_length=300)]  # noqa: N806
 
     @app.get("/api/lineage")
     def api_lineage(
