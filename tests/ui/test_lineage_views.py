@@ -115,6 +115,8 @@ def test_json_graph_by_run_model_commit_and_dag_run_with_live_details(
 def test_malformed_input_is_a_400_naming_it(api_server, query, named):
     status, body, _ = api_server.request("GET", f"/pachflow/api/lineage?{query}", user="viewer")
     assert status == 400 and named in json.loads(body)["detail"], body
+    if not query or query.startswith("dag_id"):
+        return  # the navigation page has no DAG-run lookup; without parameters it shows the form
     status, body, _ = api_server.request("GET", f"/pachflow/lineage?{query}", user="viewer")
     assert status == 400 and "Traceback" not in body and "<script>" not in body
 
