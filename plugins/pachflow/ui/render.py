@@ -95,15 +95,16 @@ def node_lines(node: dict[str, Any]) -> tuple[str, list[str], bool]:
         title = f"{node['repo']}@{node['commit'][:8]}"
         lines.append(f"project {node['project']}")
         if "size_bytes" in d:
-            lines.append(f"{human_size(d['size_bytes'])}, finished {(d.get('finished') or 'no')[:19]}")
+            finished = (d.get("finished") or "")[5:19].replace("T", " ") or "not finished"
+            lines.append(f"{human_size(d['size_bytes'])} · {finished}")
         job = d.get("job")
         if job:
             failed = job.get("state") in FAILED_STATES
             dur = f", {job['duration_s']:.1f} s" if job.get("duration_s") is not None else ""
             lines.append(f"{job['state'].removeprefix('JOB_').lower()}{dur}")
             lines.append(
-                f"datums {job.get('data_processed', 0)} done, {job.get('data_skipped', 0)} skipped, "
-                f"{job.get('data_failed', 0)} failed"
+                f"datums {job.get('data_processed', 0)} ok, {job.get('data_skipped', 0)} skip, "
+                f"{job.get('data_failed', 0)} fail"
             )
             if failed and job.get("reason"):
                 lines.append(job["reason"])
@@ -158,10 +159,10 @@ def svg(graph: dict[str, Any]) -> str:
         x, y = xy(node["id"])
         title, lines, failed = node_lines(node)
         cls = f"node {node.get('kind')}" + (" failed" if failed else "")
-        text = [f"<text class='t' x='{x + 8}' y='{y + 18}'>{escape(_short(title, 27))}</text>"]
+        text = [f"<text class='t' x='{x + 8}' y='{y + 18}'>{escape(_short(title, 25))}</text>"]
         for i, line in enumerate(lines[:4]):
             bad = " class='bad'" if failed and i >= 2 else ""
-            text.append(f"<text{bad} x='{x + 8}' y='{y + 36 + i * 15}'>{escape(_short(line, 32))}</text>")
+            text.append(f"<text{bad} x='{x + 8}' y='{y + 36 + i * 15}'>{escape(_short(line, 29))}</text>")
         box = (
             f"<g class='{cls}' data-id='{escape(node['id'])}'><title>{escape(node['id'])}</title>"
             f"<rect x='{x}' y='{y}' width='{NODE_W}' height='{NODE_H}' rx='6'/>{''.join(text)}</g>"
