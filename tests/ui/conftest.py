@@ -43,9 +43,11 @@ def recorded(run_dag, pachd_server, mlflow_server, connections) -> SimpleNamespa
         )
     with airflow_connections(**connections):
         dr = run_dag(dag)
-    rec = dr.get_task_instance("record").xcom_pull(task_ids="record", key="lineage")
+    ti = dr.get_task_instance("record")
+    rec = ti.xcom_pull(task_ids="record", key="lineage")
     assert rec and rec["model_version"] == "1", rec
-    return SimpleNamespace(g=g, model=model, dag_id=dag.dag_id, run_id=dr.run_id, rec=rec)
+    link = ti.xcom_pull(task_ids="record", key="_link_PachydermCommitLink")
+    return SimpleNamespace(g=g, model=model, dag_id=dag.dag_id, run_id=dr.run_id, rec=rec, commit_link=link)
 
 
 @pytest.fixture(scope="module")

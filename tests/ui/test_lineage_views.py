@@ -1,12 +1,15 @@
 """The pachflow plugin in a real Airflow api-server, against real pachd-lite and MLflow: it is
 registered, every view needs Airflow's authentication, the JSON and HTML show every node of a
 joined graph with live details, bad input is a 400, and a rollback moves the alias only after
-confirmation and only for a user who may edit the DAG."""
+confirmation and only for a user who may edit the DAG. The "Lineage" tab of the DAG run in Airflow's
+own UI is checked in headless Chromium when it is installed (a screenshot, lineage-tab.png, is kept
+in the test's folder for humans)."""
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -14,6 +17,7 @@ from mlflow import MlflowClient
 
 from pachflow.contract import node_id
 from pachflow.lineage import lineage_for_run
+from tests.local.browser import INSTALL_HINT, HeadlessChromium, find_chromium
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -121,6 +125,14 @@ def test_malformed_input_is_a_400_naming_it(api_server, query, named):
     assert status == 400 and "Traceback" not in body and "<script>" not in body
 
 
+def test_pachyderm_commit_link_opens_the_lineage_view_without_a_console_url(api_server, recorded):
+    g = recorded.g
+    path = f"/pachflow/lineage?commit={g.project}/{g.train}@{g.train_commit}"
+    assert recorded.commit_link and recorded.commit_link.endswith(path), recorded.commit_link
+    status, html, _ = api_server.request("GET", path, user="viewer")
+    assert status == 200 and f"MLflow run {recorded.rec['mlflow_run_id']}" in html
+
+
 def test_unknown_things_are_404s_not_500s(api_server, recorded):
     for query in (
         _q(run_id="0" * 32),
@@ -148,6 +160,65 @@ def test_dag_run_tab_draws_every_node_offline(api_server, recorded, mlflow_serve
         assert f"href='{run_url}'" in html
         assert "<script" not in html and not re.search(r"(src|href)=['\"]https?://(?!127\.0\.0\.1)", html)
         assert "Roll back to this" in html and "@production" in html
+
+
+@pytest.fixture(scope="module")
+def chromium() -> tuple[str, str]:
+    found = find_chromium()
+    if found is None:
+        pytest.skip(f"Chromium/chromedriver not installed (install with: {INSTALL_HINT})")
+    return found
+
+
+def _frame_text(page: HeadlessChromium, needle: str, timeout: float = 90) -> str:
+    """Text of the plugin's iframe once it contains ``needle``."""
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        page._call("POST", "/frame/parent", {})
+        frames = page._call("POST", "/elements", {"using": "css selector", "value": "iframe"})
+        if frames:
+            page._call("POST", "/frame", {"id": frames[0]})  # type: ignore[index]
+            text = page.page_text()
+            if needle in text:
+                return text
+        time.sleep(1)
+    page._call("POST", "/frame/parent", {})
+    raise AssertionError(
+        f"no iframe showing {needle!r}; page text:\n{page.page_text()[:2000]}\nframe:\n{text[:2000]}"
+    )
+
+
+def test_lineage_tab_of_a_dag_run_in_the_airflow_ui(chromium, api_server, recorded, tmp_path):
+    browser, driver = chromium
+    rec = recorded.rec
+    with HeadlessChromium(browser, driver, tmp_path / "profile", tmp_path / "chromedriver.log") as page:
+        page.open(f"{api_server.url}/api/v2/monitor/health")
+        page._call(
+            "POST",
+            "/cookie",
+            {"cookie": {"name": "_token", "value": api_server.token("viewer"), "path": "/"}},
+        )
+        page.open(
+            f"{api_server.url}/dags/{recorded.dag_id}/runs/{recorded.run_id}/plugin/pachflow-lineage-run"
+        )
+        text = _frame_text(page, f"MLflow run {rec['mlflow_run_id']}")
+        for node in rec["graph"]["nodes"]:
+            if node["kind"] == "commit":
+                assert f"{node['repo']}@{node['commit']}" in text.replace(f"{node['project']}/", ""), node[
+                    "id"
+                ]
+            else:
+                assert node["id"] in text, node["id"]
+        links = page._call("POST", "/elements", {"using": "css selector", "value": "td a"})
+        hrefs = [page._call("GET", f"/element/{next(iter(e.values()))}/attribute/href") for e in links]  # type: ignore[union-attr]
+        run_url = f"#/experiments/{rec['mlflow_experiment_id']}/runs/{rec['mlflow_run_id']}"
+        assert any(h and h.endswith(run_url) for h in hrefs), hrefs
+        page._call("POST", "/frame/parent", {})
+        page._call("POST", "/window/rect", {"width": 1400, "height": 900})
+        shot = page.screenshot(tmp_path / "lineage-tab.png")
+        assert shot.stat().st_size > 5000
+        print(f"screenshot: {shot}")
 
 
 def test_rollback_moves_the_alias_only_after_confirmation_by_an_editor(api_server, recorded, mlflow_server):
