@@ -33,7 +33,7 @@ from pydantic import BaseModel
 from pachflow.ui import queries, render
 from pachflow.ui.graph import enrich, find_records, scrub_text
 from pachflow.ui.queries import BadQuery, Lookup
-from pachflow.ui.services import services
+from pachflow.ui.services import NotConfigured, services
 
 log = logging.getLogger(__name__)
 URL_PREFIX = "/pachflow"
@@ -61,6 +61,8 @@ def classify(err: BaseException) -> Failure:
         return Failure(400, text)
     if isinstance(err, RollbackError):
         return Failure(409, text)
+    if isinstance(err, NotConfigured):
+        return Failure(503, text)
     if isinstance(err, LookupError):  # LineageError, CommitNotFound, PachydermNotFound
         return Failure(404, text)
     if isinstance(err, grpc.RpcError) and hasattr(err, "code"):

@@ -11,11 +11,16 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from pachflow.exceptions import PachflowError
 from pachflow.ui.graph import Services, scrub_text
 
 PACHYDERM_CONN_ID = "pachyderm_default"
 MLFLOW_CONN_ID = "mlflow_default"
 MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "15", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
+
+
+class NotConfigured(PachflowError, RuntimeError):
+    """The API server has no MLflow connection to answer from; the message names it."""
 
 
 @contextmanager
@@ -28,6 +33,11 @@ def services(node_page: Callable[[str], str]) -> Iterator[Services]:
     for name, value in MLFLOW_HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
     mlflow_hook = MLflowHook(MLFLOW_CONN_ID)
+    try:
+        tracking_uri = scrub_text(mlflow_hook.tracking_uri)
+        mlflow_client = mlflow_hook.get_conn()
+    except ValueError as err:
+        raise NotConfigured(f"MLflow for the lineage views: {err}") from err
     hook = PachydermHook(PACHYDERM_CONN_ID, retry_attempts=2)
     try:
         client, project = hook.client, hook.project
@@ -37,10 +47,10 @@ def services(node_page: Callable[[str], str]) -> Iterator[Services]:
         client, project, console_url = None, "default", ""
     try:
         yield Services(
-            mlflow=mlflow_hook.get_conn(),
+            mlflow=mlflow_client,
             client=client,
             project=project,
-            tracking_uri=scrub_text(mlflow_hook.tracking_uri),
+            tracking_uri=tracking_uri,
             console_url=console_url,
             node_page=node_page,
         )
