@@ -233,7 +233,13 @@ def test_rollback_moves_the_alias_only_after_confirmation_by_an_editor(api_serve
     plan_path = f"/pachflow/api/rollback/plan?{_q(model=model, version='1', alias='production')}"
     plan = api_server.json(plan_path, user="viewer")
     assert plan["dry_run"] is True and plan["from_version"] == newer.version and plan["to_version"] == "1"
-    assert plan["allowed"] is False and alias_now() == newer.version
+    assert plan["allowed"] is False and alias_now() == newer.version and plan["data"] is None
+    with_data = api_server.json(f"{plan_path}&data=true", user="viewer")
+    g = recorded.g
+    assert {b["branch"]: b["change"] for b in with_data["data"]} == {
+        f"{g.project}/{g.events}@master": "already there",
+        f"{g.project}/{g.labels}@master": "already there",
+    }
     page = api_server.request(
         "GET", f"/pachflow/rollback?{_q(model=model, version='1', alias='production')}", user="admin"
     )
