@@ -2,7 +2,8 @@
 
 ``get_link`` runs on the worker at task end and reads what the task pushed to XCom during
 ``execute`` (keys below); the API server only shows the stored URL. A link is empty when the
-task has nothing to point at (e.g. no console URL configured on the Pachyderm connection).
+task has nothing to point at. Without a console URL on the Pachyderm connection, "Pachyderm
+commit" opens pachflow's own lineage view of the commit (``/pachflow/lineage`` of the API server).
 """
 
 from __future__ import annotations
@@ -21,6 +22,16 @@ PACHYDERM_COMMIT_KEY = "pachyderm_commit"
 
 def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+LINEAGE_VIEW_PATH = "/pachflow/lineage"
+
+
+def lineage_view_url(base_url: str, project: str, repo: str, commit_id: str) -> str:
+    """pachflow's lineage page of one commit on the Airflow API server at ``base_url``."""
+    from urllib.parse import quote
+
+    return f"{base_url.rstrip('/')}{LINEAGE_VIEW_PATH}?commit={quote(f'{project}/{repo}@{commit_id}', safe='/@')}"
 
 
 def console_commit_url(console_url: str, project: str, repo: str, commit_id: str) -> str:
@@ -47,15 +58,21 @@ class MLflowRunLink(BaseOperatorLink):
 
 
 class PachydermCommitLink(BaseOperatorLink):
-    """Button to the task's commit in Pachyderm Console (``console_url`` extra of the connection)."""
+    """Button to the task's commit in Pachyderm Console (``console_url`` extra of the connection),
+    else to its lineage view in Airflow (the API server's ``[api] base_url``)."""
 
     name = "Pachyderm commit"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         info = _xcom(ti_key, PACHYDERM_COMMIT_KEY)
-        if not info or not info.get("console_url") or not info.get("commit_id"):
+        if not info or not info.get("commit_id"):
             return ""
-        return console_commit_url(info["console_url"], info["project"], info["repo"], info["commit_id"])
+        if info.get("console_url"):
+            return console_commit_url(info["console_url"], info["project"], info["repo"], info["commit_id"])
+        from airflow.sdk.configuration import conf
+
+        base_url = conf.get("api", "base_url", fallback="") or ""
+        return lineage_view_url(base_url, info["project"], info["repo"], info["commit_id"])
 
 
 def persist_mlflow_link(context: Context, *, tracking_uri: str, experiment_id: str, run_id: str) -> None:
