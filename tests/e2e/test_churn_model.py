@@ -91,7 +91,13 @@ def _job_ids(client) -> dict[str, list[str]]:
     }
 
 
-def test_churn_model_end_to_end(stack, capsys):
+@pytest.fixture(scope="module")
+def first_run() -> dict:
+    """Filled by the scenario with its first DAG run, for the Lineage tab check that follows."""
+    return {}
+
+
+def test_churn_model_end_to_end(stack, first_run, capsys):
     from mlflow import MlflowClient
     from pachyderm_sdk.api import pfs
 
@@ -122,6 +128,7 @@ def test_churn_model_end_to_end(stack, capsys):
     assert set(_states(dr).values()) == {"success"}, _states(dr)
     c1 = _xcom(dr, "push_data")
     rec1 = _xcom(dr, "record_lineage", "lineage")
+    first_run.update(run_id=dr.run_id, rec=rec1)
     assert rec1["commit_set"] == c1
     assert {r: rec1["commits"][r] for r in (*INPUTS, *PIPELINES)} == dict.fromkeys((*INPUTS, *PIPELINES), c1)
     # each pipeline: the job its creation started, then ONE job for both inputs (one commit set)
@@ -204,3 +211,12 @@ def test_churn_model_end_to_end(stack, capsys):
     restored = client.pfs.wait_commit(pfs.Commit(repo=_repo("churn_model"), id=result["commit_set"]))
     assert not restored.error
     assert all(len(jobs) == 4 and result["commit_set"] in jobs for jobs in _job_ids(client).values())
+
+
+def test_lineage_tab_of_the_join_in_the_airflow_ui(stack, first_run, tmp_path):
+    """The first run's Lineage tab in Airflow's UI draws both inputs of the join (headless Chromium)."""
+    from tests.ui.lineage_tab import check_lineage_tab
+
+    if not first_run:
+        pytest.skip("the end-to-end scenario did not get to its first run")
+    check_lineage_tab(tmp_path, "churn_model", first_run["run_id"], first_run["rec"], stack["mlflow"])

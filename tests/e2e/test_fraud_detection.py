@@ -84,7 +84,13 @@ def _head(client, repo: str) -> str:
     return client.pfs.inspect_branch(branch=branch).head.id
 
 
-def test_fraud_detection_end_to_end(stack, days, capsys):
+@pytest.fixture(scope="module")
+def first_run() -> dict:
+    """Filled by the scenario with its first DAG run, for the Lineage tab check that follows."""
+    return {}
+
+
+def test_fraud_detection_end_to_end(stack, days, first_run, capsys):
     from mlflow import MlflowClient
     from pachyderm_sdk.api import pfs
 
@@ -109,6 +115,7 @@ def test_fraud_detection_end_to_end(stack, days, capsys):
     assert set(states.values()) == {"success"}, states
     rec = dr.get_task_instance("record_lineage").xcom_pull(task_ids="record_lineage", key="lineage")
     assert list(rec["commits"]) == REPOS
+    first_run.update(run_id=dr.run_id, rec=rec)
     c1 = dr.get_task_instance("push_raw_data").xcom_pull(task_ids="push_raw_data")
     assert rec["commit_set"] == c1 and set(rec["commits"].values()) == {c1}
     run1 = rec["mlflow_run_id"]
@@ -170,3 +177,12 @@ def test_fraud_detection_end_to_end(stack, days, capsys):
     assert (result["from_version"], result["to_version"]) == ("2", "1")
     assert mlflow_client.get_model_version_by_alias(conf["model_name"], "champion").version == "1"
     assert _head(client, "raw_data") == raw_head
+
+
+def test_lineage_tab_in_the_airflow_ui(stack, first_run, tmp_path):
+    """The first run's Lineage tab in Airflow's UI shows every commit, the run and the model version."""
+    from tests.ui.lineage_tab import check_lineage_tab
+
+    if not first_run:
+        pytest.skip("the end-to-end scenario did not get to its first run")
+    check_lineage_tab(tmp_path, "fraud_detection", first_run["run_id"], first_run["rec"], stack["mlflow"])
