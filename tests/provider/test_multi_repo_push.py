@@ -301,12 +301,12 @@ def test_openlineage_datasets_name_the_real_project(run_dag, pachd_server, graph
     dr = run_dag(dag)
     commit_set = dr.get_task_instance("push").xcom_pull(task_ids="push")
     assert dr.get_task_instance("wait").xcom_pull(task_ids="wait")["project"] == project
-    assert executed_tasks["push"].openlineage_datasets()["outputs"] == [
-        f"{project}/{names['events']}@{commit_set}",
-        f"{project}/{names['labels']}@{commit_set}",
+    assert [(d.name, d.commit) for d in executed_tasks["push"].openlineage_datasets()["outputs"]] == [
+        (f"{project}/{names['events']}@master", commit_set),
+        (f"{project}/{names['labels']}@master", commit_set),
     ]
-    assert executed_tasks["wait"].openlineage_datasets()["inputs"] == [
-        f"{project}/{names['features']}@{commit_set}"
+    assert [(d.name, d.commit) for d in executed_tasks["wait"].openlineage_datasets()["inputs"]] == [
+        (f"{project}/{names['features']}@master", commit_set)
     ]
 
 

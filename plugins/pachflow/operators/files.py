@@ -240,14 +240,14 @@ class PachydermPutFilesOperator(BaseOperator):
                 elif isinstance(outlet, AssetAlias) and outlet.name == self._alias:
                     context["outlet_events"][outlet].add(asset, extra=extra)
 
-    def openlineage_datasets(self) -> dict[str, list[str]]:
-        """Dataset names of the last run: ``outputs`` = ``project/repo@commit`` of every pushed repo."""
-        from pachflow.openlineage import dataset_name
+    def openlineage_datasets(self) -> dict[str, list[Any]]:
+        """Datasets of the last run: ``outputs`` = every pushed ``project/repo@branch`` at its new commit."""
+        from pachflow.openlineage import BranchCommit
 
         commits = self._ol.get("commits") or {}
         return {
             "inputs": [],
-            "outputs": [dataset_name(self._ol["project"], r, c) for r, c in commits.items()],
+            "outputs": [BranchCommit(self._ol["project"], r, self.branch, c) for r, c in commits.items()],
         }
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:

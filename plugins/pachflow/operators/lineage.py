@@ -110,12 +110,28 @@ class PachydermRecordLineageOperator(BaseOperator):
         return record
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        from pachflow.openlineage import operator_lineage
+        """Inputs: every commit of the training's provenance (on its branch); run facet
+        ``pachflow_mlflow``: the MLflow run and the model version registered from it."""
+        from pachflow.contract import pfs_commit
+        from pachflow.hooks.pachyderm import PachydermHook
+        from pachflow.openlineage import BranchCommit, mlflow_run_facet, operator_lineage
 
         rec = self._record
         if not rec:
             return None
         ns = rec["pachyderm_address"].replace("grpcs://", "pachyderm://").replace("grpc://", "pachyderm://")
-        commits = [n for n in rec["graph"]["nodes"] if n["kind"] == "commit"]
-        inputs = [f"{n['project']}/{n['repo']}@{n['commit']}" for n in commits]
-        return operator_lineage(ns, inputs=inputs)
+        hook = PachydermHook(self.pachyderm_conn_id, project=self.project or None)
+        client = hook.get_conn()
+        inputs = []
+        try:
+            for n in (n for n in rec["graph"]["nodes"] if n["kind"] == "commit"):
+                info = hook.call(
+                    client.pfs.inspect_commit, commit=pfs_commit(n["project"], n["repo"], n["commit"])
+                )
+                branch = info.commit.branch.name if info.commit.branch else ""
+                if not branch:
+                    raise ValueError(f"commit {n['id']} is on no branch: no OpenLineage dataset names it")
+                inputs.append(BranchCommit(n["project"], n["repo"], branch, n["commit"]))
+        finally:
+            hook.close()
+        return operator_lineage(ns, inputs=inputs, run_facets=mlflow_run_facet(rec))

@@ -237,13 +237,15 @@ class PachydermCommitSensor(BaseSensorOperator):
             timeout=timedelta(seconds=self.timeout),
         )
 
-    def openlineage_datasets(self) -> dict[str, list[str]]:
-        """Dataset names of the last run: ``inputs`` = the finished ``project/repo@commit``."""
-        from pachflow.openlineage import dataset_name
+    def openlineage_datasets(self) -> dict[str, list[Any]]:
+        """Datasets of the last run: ``inputs`` = the finished commit, on ``branch``."""
+        from pachflow.openlineage import BranchCommit
 
         target = self._ol.get("target")
         return {
-            "inputs": [dataset_name(target.project, target.repo, target.commit_id)] if target else [],
+            "inputs": [BranchCommit(target.project, target.repo, self.branch, target.commit_id)]
+            if target
+            else [],
             "outputs": [],
         }
 
