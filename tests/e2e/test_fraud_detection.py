@@ -2,8 +2,10 @@
 
 One pytest module, one Airflow process: the in-process API start-up (~5 s) is paid once.
 Scenario, in order (each step builds on the previous one):
-1. first run on two generated days: succeeds; XCom ``lineage`` names every repo; MLflow run
-   tags, model version and Pachyderm commit metadata agree; ``pachflow lineage`` both ways;
+1. first run on two generated days, triggered with no ``source`` param: the DAG's default (the
+   demo's ``$PACHFLOW_LOCAL_DIR/data/raw``, params.json included) is taken; succeeds; XCom
+   ``lineage`` names every repo; MLflow run tags, model version and Pachyderm commit metadata
+   agree; ``pachflow lineage`` both ways;
 2. second run with no new data: nothing pushed, nothing retrained (skips, not failures);
 3. a third day: only the new file is processed by split (older datums skipped), a new run;
 4. ``fraud_model_rollback`` moves the champion alias back to the first run's version.
@@ -50,13 +52,16 @@ def stack(mlflow_server, airflow_db):
 
 @pytest.fixture(scope="module")
 def days(stack):
-    """Three generated days of PaySim-shaped CSVs (small, with enough fraud to learn from)."""
+    """Three generated days of PaySim-shaped CSVs (small, with enough fraud to learn from), written
+    where `make demo` writes them (``<local dir>/data/raw``, with the demo's params.json stamp)."""
     from spark_jobs import generate
 
-    out = stack["base"] / "generated"
+    out = stack["base"] / "local" / "data" / "raw"
+    args = {"rows": 9000, "days": 3, "seed": 7}
     code = generate.main(["--output", str(out), "--rows", "9000", "--days", "3", "--customers", "1500",
                           "--fraud-rate", "0.03", "--seed", "7"])  # fmt: skip
     assert code == 0
+    (out / "params.json").write_text(json.dumps(args))  # as pachflow_tools.demo.generate_sample stamps it
     files = sorted(out.glob("*.csv"))
     assert len(files) == 3, files
     return files
@@ -90,7 +95,7 @@ def first_run() -> dict:
     return {}
 
 
-def test_fraud_detection_end_to_end(stack, days, first_run, capsys):
+def test_fraud_detection_end_to_end(stack, days, first_run, capsys, monkeypatch):
     from mlflow import MlflowClient
     from pachyderm_sdk.api import pfs
 
@@ -98,12 +103,12 @@ def test_fraud_detection_end_to_end(stack, days, first_run, capsys):
 
     client = stack["pachd"].client()
     mlflow_client = MlflowClient(stack["mlflow"])
-    source = stack["base"] / "source"
-    source.mkdir()
-    for f in days[:2]:
-        shutil.copy(f, source)
+    # No `source` param: the DAG (parsed by each _run) defaults to $PACHFLOW_LOCAL_DIR/data/raw.
+    monkeypatch.setenv("PACHFLOW_LOCAL_DIR", str(stack["base"] / "local"))
+    monkeypatch.delenv("PACHFLOW_RAW_SOURCE", raising=False)
+    held_back = stack["base"] / days[2].name
+    days[2].rename(held_back)  # day 3 arrives in step 3
     conf = {
-        "source": str(source / "*.csv"),
         "mlflow_experiment": unique_name("e2e-exp"),
         "model_name": unique_name("e2e-model"),
         "max_depth": 4,
@@ -118,6 +123,9 @@ def test_fraud_detection_end_to_end(stack, days, first_run, capsys):
     first_run.update(run_id=dr.run_id, rec=rec)
     c1 = dr.get_task_instance("push_raw_data").xcom_pull(task_ids="push_raw_data")
     assert rec["commit_set"] == c1 and set(rec["commits"].values()) == {c1}
+    raw = pfs.Commit(repo=pfs.Repo(name="raw_data", type="user", project=pfs.Project(name=PROJECT)), id=c1)
+    pushed = sorted(i.file.path for i in client.pfs.list_file(file=pfs.File(commit=raw, path="/")))
+    assert pushed == [f"/{f.name}" for f in days[:2]]  # the default source's CSVs, not its params.json
     run1 = rec["mlflow_run_id"]
     tags = mlflow_client.get_run(run1).data.tags
     meta = client.pfs.inspect_commit(
@@ -156,7 +164,7 @@ def test_fraud_detection_end_to_end(stack, days, first_run, capsys):
     assert _head(client, "ml_train") == train_head
 
     # 3. one new day: split processes only the new file
-    shutil.copy(days[2], source)
+    held_back.rename(days[2])
     dr = _run("fraud_detection", conf)
     states = _states(dr)
     assert set(states.values()) == {"success"}, states
