@@ -211,6 +211,10 @@ class HeadlessChromium:
         self._call("POST", f"/element/{element}/clear", {})
         self._call("POST", f"/element/{element}/value", {"text": text})
 
+    def is_enabled(self, xpath: str, timeout: float = 30) -> bool:
+        """Whether the element at ``xpath`` (e.g. a form's submit button) can be used."""
+        return bool(self._call("GET", f"/element/{self._element(xpath, timeout)}/enabled"))
+
     def wait_for_text(self, text: str, timeout: float = 60) -> str:
         """The page's text once it contains ``text``."""
         deadline = time.monotonic() + timeout

@@ -189,10 +189,43 @@ def test_connections_page_shows_and_tests_the_stacks_connections(ui_stack, chrom
         assert f"Cannot reach pachd at grpc://127.0.0.1:{wrong_port}" in shown, shown
 
 
+def _token(base_url: str) -> str:
+    with urllib.request.urlopen(f"{base_url}/auth/token", timeout=30) as answer:
+        return json.load(answer)["access_token"]
+
+
+def _dag_runs(base_url: str, dag_id: str) -> int:
+    request = urllib.request.Request(
+        f"{base_url}/api/v2/dags/{dag_id}/dagRuns", headers={"Authorization": f"Bearer {_token(base_url)}"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        return json.load(answer)["total_entries"]
+
+
+@pytest.mark.timeout(600)
+def test_rollback_trigger_form_refuses_a_run_without_a_target(ui_stack, chromium, tmp_path):
+    """The rollback DAG's one required param ``to`` is checked in the trigger form: left empty, the
+    form says so and cannot be submitted, and no run is created."""
+    dialog = "//*[@role='dialog']"
+    submit = f"{dialog}//button[normalize-space(.)='Trigger']"
+    with HeadlessChromium(*chromium, tmp_path / "profile", tmp_path / "chromedriver.log") as page:
+        page.open(f"{ui_stack.url}/dags/fraud_model_rollback")
+        page.wait_for_text("fraud_model_rollback", timeout=180)
+        page.click("//button[normalize-space(.)='Trigger']", timeout=180)
+        page.wait_for_text("Roll back to")  # the param's title, in the form
+        shown = page.wait_for_text("This field is required")
+        assert "The MLflow run id (32 hex characters)" in shown
+        page.screenshot(tmp_path / "rollback-form.png")
+        assert not page.is_enabled(submit), "the trigger form submits a rollback without a target"
+        page.click(submit)  # a user clicking anyway: nothing happens
+        time.sleep(2)
+        assert "This field is required" in page.page_text()
+    assert _dag_runs(ui_stack.url, "fraud_model_rollback") == 0
+
+
 def _patch_connection(base_url: str, conn_id: str, fields: dict) -> None:
     """Change a connection through Airflow's REST API, as the UI's form does."""
-    with urllib.request.urlopen(f"{base_url}/auth/token", timeout=30) as answer:
-        token = json.load(answer)["access_token"]
+    token = _token(base_url)
     request = urllib.request.Request(
         f"{base_url}/api/v2/connections/{conn_id}",
         data=json.dumps({"connection_id": conn_id, **fields}).encode(),

@@ -9,6 +9,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from pachflow.exceptions import ConfigurationError, InvalidInputFile
+from pachflow.hooks.unreachable import no_retry_when_unreachable
 from pachflow.links import PachydermCommitLink
 
 
@@ -159,17 +160,21 @@ class PachydermPutFilesOperator(BaseOperator):
             return dict(self.files)
         return {str(self.repo): self.source}
 
+    @no_retry_when_unreachable
     def execute(self, context: Context) -> str:
         from pachyderm_sdk.api import pfs
 
         from pachflow.hooks.pachyderm import PachydermHook
+        from pachflow.hooks.unreachable import TASK_RETRY_SECONDS
         from pachflow.links import persist_commit_link
         from pachflow.openlineage import namespace
         from pachflow.projects import ensure_project
         from pachflow.upload import RepoUpload, push_commit_set
 
         targets = self._targets()
-        hook = PachydermHook(self.pachyderm_conn_id, project=self.project or None)
+        hook = PachydermHook(
+            self.pachyderm_conn_id, project=self.project or None, retry_for_seconds=TASK_RETRY_SECONDS
+        )
         client = hook.get_conn()
         project = hook.project
         try:

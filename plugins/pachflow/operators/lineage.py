@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowSkipException
 
+from pachflow.hooks.unreachable import no_retry_when_unreachable
 from pachflow.links import MLflowRunLink, PachydermCommitLink
 
 
@@ -61,17 +62,21 @@ class PachydermRecordLineageOperator(BaseOperator):
             raise ConfigurationError(f"{self.task_id}: parameter {name} rendered empty; give the {name}")
         return value
 
+    @no_retry_when_unreachable
     def execute(self, context: Context) -> dict[str, Any]:
         from pachyderm_sdk.api import pfs
 
         from pachflow.hooks.mlflow import MLflowHook
         from pachflow.hooks.pachyderm import PachydermHook
+        from pachflow.hooks.unreachable import TASK_RETRY_SECONDS
         from pachflow.lineage import record_lineage, render_tree
         from pachflow.links import persist_commit_link, persist_mlflow_link
 
         train_repo, model_name = self._required("train_repo"), self._required("model_name")
         alias = str(self.alias or "").strip() or None
-        hook = PachydermHook(self.pachyderm_conn_id, project=self.project or None)
+        hook = PachydermHook(
+            self.pachyderm_conn_id, project=self.project or None, retry_for_seconds=TASK_RETRY_SECONDS
+        )
         client = hook.get_conn()
         commit_set = self.commit_set
         if commit_set is not None and str(commit_set).strip() in ("", "None"):

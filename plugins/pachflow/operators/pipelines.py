@@ -7,6 +7,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
+from pachflow.hooks.unreachable import no_retry_when_unreachable
+
 MLFLOW_SECRET_NAME = "pachflow-mlflow-credentials"
 # transform.secrets entries the MLflow pipelines get when the connection has a login
 MLFLOW_SECRET_ENV = (("MLFLOW_TRACKING_USERNAME", "username"), ("MLFLOW_TRACKING_PASSWORD", "password"))
@@ -81,8 +83,10 @@ class PachydermApplyPipelinesOperator(BaseOperator):
             return [p.strip() for p in text.split(",") if p.strip()]
         return value if isinstance(value, bool) else list(value)
 
+    @no_retry_when_unreachable
     def execute(self, context: Context) -> dict[str, Any]:
         from pachflow.hooks.pachyderm import PachydermHook
+        from pachflow.hooks.unreachable import TASK_RETRY_SECONDS
         from pachflow.pipelines import (
             SecretEnv,
             apply_pipelines,
@@ -92,7 +96,9 @@ class PachydermApplyPipelinesOperator(BaseOperator):
             with_overrides,
         )
 
-        hook = PachydermHook(self.pachyderm_conn_id, project=self.project or None)
+        hook = PachydermHook(
+            self.pachyderm_conn_id, project=self.project or None, retry_for_seconds=TASK_RETRY_SECONDS
+        )
         client = hook.get_conn()
         env: dict[str, dict[str, Any]] = {k: dict(v or {}) for k, v in (self.env or {}).items()}
         files = spec_files(self.specs)

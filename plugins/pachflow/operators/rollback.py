@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from pachflow.exceptions import ConfigurationError
+from pachflow.hooks.unreachable import no_retry_when_unreachable
 from pachflow.links import MLflowRunLink
 
 _EMPTY = ("", "None", "none", "null")
@@ -101,9 +102,11 @@ class PachydermRollbackOperator(BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
         self.reason = reason
 
+    @no_retry_when_unreachable
     def execute(self, context: Context) -> dict[str, Any]:
         from pachflow.hooks.mlflow import MLflowHook
         from pachflow.hooks.pachyderm import PachydermHook
+        from pachflow.hooks.unreachable import TASK_RETRY_SECONDS
         from pachflow.links import persist_mlflow_link
         from pachflow.rollback import apply_rollback, dry_run_result, plan_rollback
 
@@ -118,7 +121,9 @@ class PachydermRollbackOperator(BaseOperator):
         mlflow_client = mlflow_hook.get_conn()
         client, project = None, _blank_to_none(self.project)
         if data or to_commit:
-            hook = PachydermHook(self.pachyderm_conn_id, project=project)
+            hook = PachydermHook(
+                self.pachyderm_conn_id, project=project, retry_for_seconds=TASK_RETRY_SECONDS
+            )
             client, project = hook.get_conn(), hook.project
         plan = plan_rollback(
             mlflow_client,

@@ -11,6 +11,7 @@ from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from pachflow.exceptions import PachydermNotFound
+from pachflow.hooks.unreachable import no_retry_when_unreachable
 from pachflow.links import PachydermCommitLink
 from pachflow.triggers.pachyderm import PachydermCommitTrigger
 from pachflow.waiting import FAILED, SUCCESS, CommitTarget, WaitEvent
@@ -91,8 +92,11 @@ class PachydermCommitSensor(BaseSensorOperator):
     # -- helpers ------------------------------------------------------------------------------
     def _hook(self):
         from pachflow.hooks.pachyderm import PachydermHook
+        from pachflow.hooks.unreachable import TASK_RETRY_SECONDS
 
-        return PachydermHook(self.pachyderm_conn_id, project=self.project or None)
+        return PachydermHook(
+            self.pachyderm_conn_id, project=self.project or None, retry_for_seconds=TASK_RETRY_SECONDS
+        )
 
     def _resolve(self, hook: Any) -> CommitTarget:
         from pachflow.waiting import CommitNotFound, commit_set_exists, require_repo, resolve_target
@@ -208,6 +212,7 @@ class PachydermCommitSensor(BaseSensorOperator):
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value=self._finish(context, event))
 
+    @no_retry_when_unreachable
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
