@@ -8,7 +8,8 @@ Scenario, in order (each step builds on the previous one):
    agree; ``pachflow lineage`` both ways;
 2. second run with no new data: nothing pushed, nothing retrained (skips, not failures);
 3. a third day: only the new file is processed by split (older datums skipped), a new run;
-4. ``fraud_model_rollback`` moves the champion alias back to the first run's version.
+4. ``fraud_model_rollback`` moves the champion alias back to the first run's version; the same
+   rollback again changes nothing and says so.
 """
 
 from __future__ import annotations
@@ -185,6 +186,13 @@ def test_fraud_detection_end_to_end(stack, days, first_run, capsys, monkeypatch)
     assert (result["from_version"], result["to_version"]) == ("2", "1")
     assert mlflow_client.get_model_version_by_alias(conf["model_name"], "champion").version == "1"
     assert _head(client, "raw_data") == raw_head
+    # the same rollback again: the alias already holds that version, and the task log says so
+    capsys.readouterr()
+    dr = _run("fraud_model_rollback", {"to": run1, "model_name": conf["model_name"]})
+    again = dr.get_task_instance("rollback_model").xcom_pull(task_ids="rollback_model", key="lineage")
+    assert (again["alias_change"], again["alias_moved"]) == ("already there", False)
+    said = f"Nothing to roll back: {conf['model_name']}@champion already holds version 1"
+    assert said in capsys.readouterr().out
 
 
 def test_lineage_tab_in_the_airflow_ui(stack, first_run, tmp_path):

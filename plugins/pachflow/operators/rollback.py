@@ -144,12 +144,7 @@ class PachydermRollbackOperator(BaseOperator):
         else:
             reason = self.reason or f"Airflow {context['dag'].dag_id} run {context['run_id']}"
             result = apply_rollback(plan, mlflow_client, client, reason=reason)
-            self.log.info(
-                "Rolled back: alias %s, %d branch(es) moved%s",
-                "moved" if result["alias_moved"] else "already there",
-                sum(1 for b in result["data"] or [] if b["moved"]),
-                f", pipelines re-run in commit set {result['commit_set']}" if result["commit_set"] else "",
-            )
+            self.log.info("%s", outcome_line(result))
         context["ti"].xcom_push(key="lineage", value=result)
         persist_mlflow_link(
             context,
@@ -158,6 +153,24 @@ class PachydermRollbackOperator(BaseOperator):
             run_id=plan.mlflow_run_id,
         )
         return result
+
+
+def outcome_line(result: dict[str, Any]) -> str:
+    """One line saying what an applied rollback changed; a rollback to the alias's current holder
+    says that nothing moved."""
+    alias = f"{result['model_name']}@{result['alias']}"
+    branches = sum(1 for b in result["data"] or [] if b["moved"])
+    if not result["alias_moved"] and not branches:
+        same_data = ", and every source branch is already at its commit" if result["data"] else ""
+        return f"Nothing to roll back: {alias} already holds version {result['to_version']}{same_data}"
+    if not result["alias_moved"]:
+        change = f"{alias} already holds version {result['to_version']} (not moved)"
+    elif result["from_version"] is None:
+        change = f"alias {alias} created on version {result['to_version']}"
+    else:
+        change = f"alias {alias} moved from version {result['from_version']} to {result['to_version']}"
+    rerun = f", pipelines re-run in commit set {result['commit_set']}" if result["commit_set"] else ""
+    return f"Rolled back: {change}, {branches} branch(es) moved{rerun}"
 
 
 def _blank_to_none(value: Any) -> str | None:
