@@ -76,3 +76,22 @@ def test_rollback_with_mlflow_unreachable_fails_once_naming_the_address(run_dag,
     assert ti.state == TaskInstanceState.FAILED and ti.try_number == 1, (ti.state, ti.try_number)
     out = capsys.readouterr().out
     assert uri in out and "not retrying the task" in out, out[-3000:]
+
+
+def test_a_pachd_call_whose_retries_ran_out_mid_task_is_named_as_unavailable():
+    from pachyderm_sdk import Client
+
+    from pachflow.hooks.unreachable import unreachable_reason
+
+    port = free_port()
+    try:
+        list(Client(host="127.0.0.1", port=port).pfs.list_repo())
+    except Exception as err:  # what a hook.call() re-raises once its retries are spent
+        reason = unreachable_reason(err, "pachyderm_default")
+    else:
+        raise AssertionError(f"nothing listens on {port}, yet list_repo answered")
+    assert reason is not None and reason.startswith(
+        "pachd (connection 'pachyderm_default') stayed unavailable"
+    )
+    assert str(port) in reason, reason
+    assert unreachable_reason(ValueError("bad setting")) is None

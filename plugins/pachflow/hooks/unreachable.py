@@ -20,14 +20,15 @@ TASK_RETRY_SECONDS = 30.0  # how long a task's pachd calls retry while pachd is 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def unreachable_reason(err: BaseException) -> str | None:
+def unreachable_reason(err: BaseException, conn_id: str | None = None) -> str | None:
     """The failure message when ``err`` means pachd or MLflow could not be reached, else None."""
     from pachflow.hooks.pachyderm import _short, is_transient
 
     if isinstance(err, PachydermConnectionError):
         return str(err)
     if is_transient(err):  # a pachd call whose retries ran out (gRPC's details name the address)
-        return f"pachd stayed unreachable through {TASK_RETRY_SECONDS:g} s of retries: {_short(err)}"
+        via = f" (connection {conn_id!r})" if conn_id else ""
+        return f"pachd{via} stayed unavailable through {TASK_RETRY_SECONDS:g} s of retries: {_short(err)}"
     if _is_mlflow_connection_error(err):
         return str(err).strip().splitlines()[0]  # "API request to <url> failed with exception ..."
     return None
@@ -56,7 +57,7 @@ def no_retry_when_unreachable(execute: F) -> F:
         except AirflowFailException:
             raise
         except Exception as err:
-            reason = unreachable_reason(err)
+            reason = unreachable_reason(err, getattr(args[0] if args else None, "pachyderm_conn_id", None))
             if reason is None:
                 raise
             raise AirflowFailException(
