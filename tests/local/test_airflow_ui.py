@@ -205,7 +205,8 @@ def _dag_runs(base_url: str, dag_id: str) -> int:
 @pytest.mark.timeout(600)
 def test_rollback_trigger_form_refuses_a_run_without_a_target(ui_stack, chromium, tmp_path):
     """The rollback DAG's one required param ``to`` is checked in the trigger form: left empty, the
-    form says so and cannot be submitted, and no run is created."""
+    form says so and cannot be submitted; a value that is neither a run id nor a commit is refused
+    by the server's param check. No run is created."""
     dialog = "//*[@role='dialog']"
     submit = f"{dialog}//button[normalize-space(.)='Trigger']"
     with HeadlessChromium(*chromium, tmp_path / "profile", tmp_path / "chromedriver.log") as page:
@@ -220,6 +221,12 @@ def test_rollback_trigger_form_refuses_a_run_without_a_target(ui_stack, chromium
         page.click(submit)  # a user clicking anyway: nothing happens
         time.sleep(2)
         assert "This field is required" in page.page_text()
+        # Neither a run id nor [project/]repo@commit: the server checks the pattern and refuses it.
+        page.replace_text(f"{dialog}//input[@name='element_to']", "not-a-target")
+        page.click(submit)
+        page.wait_for_text("Failed to Trigger Dag")
+        page.wait_for_text("Bad Request")  # Airflow's toast; the API's 400 names the param
+        page.screenshot(tmp_path / "rollback-refused.png")
     assert _dag_runs(ui_stack.url, "fraud_model_rollback") == 0
 
 
