@@ -87,11 +87,11 @@ def test_a_pachd_call_whose_retries_ran_out_mid_task_is_named_as_unavailable():
     try:
         list(Client(host="127.0.0.1", port=port).pfs.list_repo())
     except Exception as err:  # what a hook.call() re-raises once its retries are spent
-        reason = unreachable_reason(err, "pachyderm_default")
+        with airflow_connections(pachyderm_default=pachyderm_conn("127.0.0.1", port)):
+            reason = unreachable_reason(err, "pachyderm_default")
     else:
         raise AssertionError(f"nothing listens on {port}, yet list_repo answered")
-    assert reason is not None and reason.startswith(
-        "pachd (connection 'pachyderm_default') stayed unavailable"
-    )
-    assert str(port) in reason, reason
+    assert reason is not None
+    expected = f"pachd at grpc://127.0.0.1:{port} (connection 'pachyderm_default') stayed unavailable"
+    assert reason.startswith(expected), reason
     assert unreachable_reason(ValueError("bad setting")) is None

@@ -26,12 +26,22 @@ def unreachable_reason(err: BaseException, conn_id: str | None = None) -> str | 
 
     if isinstance(err, PachydermConnectionError):
         return str(err)
-    if is_transient(err):  # a pachd call whose retries ran out (gRPC's details name the address)
-        via = f" (connection {conn_id!r})" if conn_id else ""
-        return f"pachd{via} stayed unavailable through {TASK_RETRY_SECONDS:g} s of retries: {_short(err)}"
+    if is_transient(err):  # a pachd call whose retries ran out
+        where = f" at {_address(conn_id)} (connection {conn_id!r})" if conn_id else ""
+        return f"pachd{where} stayed unavailable through {TASK_RETRY_SECONDS:g} s of retries: {_short(err)}"
     if _is_mlflow_connection_error(err):
         return str(err).strip().splitlines()[0]  # "API request to <url> failed with exception ..."
     return None
+
+
+def _address(conn_id: str) -> str:
+    """The pachd address of ``conn_id`` (the SDK's errors do not always name it)."""
+    from pachflow.hooks.pachyderm import PachydermHook
+
+    try:
+        return PachydermHook(conn_id).address
+    except Exception:  # the failure message must not fail: the connection id alone then
+        return "an address not resolved"
 
 
 def _is_mlflow_connection_error(err: BaseException) -> bool:
