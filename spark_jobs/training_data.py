@@ -12,8 +12,9 @@ Two passes over the input, one directory at a time:
    training set (negatives subsampled), the test set or neither, and append the rows to
    ``train.parquet`` and ``test.parquet`` in a scratch directory.
 Spark fits from ``train.parquet`` (read lazily, spilled by Spark if need be) and the tree scores
-``test.parquet`` batch by batch (see tree_scoring.score_parquet). A directory with a single file
-needs no merge and is read in record batches, so its memory is one batch, not one bucket.
+``test.parquet`` one row group at a time (see tree_scoring.score_tables). A directory with a
+single file needs no merge and is read row group by row group (etl writes groups of at most
+etl.ROW_GROUP_ROWS customers), so its memory is one row group, not one bucket.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from spark_jobs.features import (
     merge_partials_arrow,
 )
 
-BATCH_ROWS = 131_072  # rows read at a time from a single-file directory
 TRAIN_FILE = "train.parquet"
 TEST_FILE = "test.parquet"
 ROWS_SCHEMA = pa.schema([pa.field(c, pa.float64()) for c in (*FEATURE_COLUMNS, LABEL)])
@@ -102,12 +102,17 @@ def _check_columns(files: list[Path]) -> None:
             raise TrainingError(f"{f}: lacks column(s) {missing}; expected etl partial aggregates")
 
 
-def _group_tables(group: list[Path], columns: tuple[str, ...], batch_rows: int) -> Iterator[pa.Table]:
-    """A single file in record batches (each customer once: nothing to merge); several files whole."""
+def _row_groups(path: Path, columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """A Parquet file one row group at a time (``iter_batches`` would buffer several at once)."""
+    reader = pq.ParquetFile(str(path))
+    for i in range(reader.num_row_groups):
+        yield reader.read_row_group(i, columns=columns, use_threads=False)
+
+
+def _group_tables(group: list[Path], columns: tuple[str, ...]) -> Iterator[pa.Table]:
+    """A single file by row group (each customer once: nothing to merge); several files whole."""
     if len(group) == 1:
-        reader = pq.ParquetFile(str(group[0]))
-        for batch in reader.iter_batches(batch_size=batch_rows, columns=list(columns), use_threads=False):
-            yield pa.Table.from_batches([batch])
+        yield from _row_groups(group[0], list(columns))
     else:
         yield pq.read_table([str(f) for f in group], columns=list(columns), use_threads=False)
 
@@ -164,7 +169,7 @@ def plan_split(
     return SplitPlan(pos_cut=pos_cut, neg_cut=neg_cut, neg_rate=rate), counts
 
 
-def label_pass(groups: list[list[Path]], seed: int, batch_rows: int = BATCH_ROWS) -> tuple[np.ndarray, int]:
+def label_pass(groups: list[list[Path]], seed: int) -> tuple[np.ndarray, int]:
     """(split keys of the fraud customers, number of legit customers), reading two columns.
 
     Customers without a fraud count (null) are left out, as in the feature pass.
@@ -172,7 +177,7 @@ def label_pass(groups: list[list[Path]], seed: int, batch_rows: int = BATCH_ROWS
     positive_keys: list[np.ndarray] = []
     negatives = 0
     for group in groups:
-        for table in _group_tables(group, (KEY, "n_fraud"), batch_rows):
+        for table in _group_tables(group, (KEY, "n_fraud")):
             table = table.filter(pc.is_valid(table.column("n_fraud")))
             fraud_ids = table.column(KEY).filter(pc.greater(table.column("n_fraud"), 0))
             if len(group) == 1:
@@ -210,7 +215,6 @@ def prepare_training_data(
     test_fraction: float,
     negatives_per_positive: int,
     scratch_dir: Path | None = None,
-    batch_rows: int = BATCH_ROWS,
 ) -> PreparedData:
     """Split the customers of the etl output ``files`` into train/test Parquet files, bucket by bucket.
 
@@ -220,7 +224,7 @@ def prepare_training_data(
     """
     _check_columns(files)
     groups = bucket_groups(files)
-    plan, counts = plan_split(*label_pass(groups, seed, batch_rows), test_fraction, negatives_per_positive)
+    plan, counts = plan_split(*label_pass(groups, seed), test_fraction, negatives_per_positive)
     scratch = None
     if scratch_dir is None:
         scratch = tempfile.TemporaryDirectory(prefix="pachflow-train-")
@@ -233,7 +237,7 @@ def prepare_training_data(
         pq.ParquetWriter(str(test_path), ROWS_SCHEMA) as test,
     ):
         for group in groups:
-            for table in _group_tables(group, _PARTIAL_COLUMNS, batch_rows):
+            for table in _group_tables(group, _PARTIAL_COLUMNS):
                 customers = customer_features_arrow(table if len(group) == 1 else merge_partials_arrow(table))
                 customers = customers.filter(pc.is_valid(customers.column(LABEL)))
                 label = customers.column(LABEL).to_numpy() == 1.0
@@ -248,7 +252,6 @@ def prepare_training_data(
     return PreparedData(train_path, test_path, counts, len(groups), scratch)
 
 
-def iter_rows(path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[pa.Table]:
-    """The rows of a prepared Parquet file, ``batch_rows`` at a time."""
-    for batch in pq.ParquetFile(str(path)).iter_batches(batch_size=batch_rows):
-        yield pa.Table.from_batches([batch])
+def iter_rows(path: Path) -> Iterator[pa.Table]:
+    """The rows of a prepared Parquet file, one row group (a part of a bucket) at a time."""
+    yield from _row_groups(path)

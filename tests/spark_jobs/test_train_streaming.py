@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ from spark_jobs.features import (
 from spark_jobs.training_data import (
     TrainingError,
     input_files,
+    iter_rows,
     plan_split,
     prepare_training_data,
     uniform_key,
@@ -51,11 +51,10 @@ def canonical(table: pa.Table) -> pa.Table:
 
 
 @pytest.mark.spark
-@pytest.mark.parametrize("batch_rows", [300, 1_000_000])
-def test_streamed_sets_equal_merging_everything_at_once(etl_dir: Path, tmp_path: Path, batch_rows) -> None:
+def test_streamed_sets_equal_merging_everything_at_once(etl_dir: Path, tmp_path: Path) -> None:
     files = input_files(etl_dir)
     assert len({f.parent for f in files}) < len(files), "the fixture should have several files per bucket"
-    prepared = prepare_training_data(files, 11, 0.2, 20, scratch_dir=tmp_path, batch_rows=batch_rows)
+    prepared = prepare_training_data(files, 11, 0.2, 20, scratch_dir=tmp_path)
     train, test = merged_at_once(files, 11, 0.2, 20)
     assert canonical(pq.read_table(prepared.train_path)).equals(canonical(train))
     assert canonical(pq.read_table(prepared.test_path)).equals(canonical(test))
@@ -67,20 +66,21 @@ def test_streamed_sets_equal_merging_everything_at_once(etl_dir: Path, tmp_path:
 
 
 @pytest.mark.spark
-def test_single_file_buckets_are_read_in_batches(etl_dir: Path, tmp_path: Path) -> None:
-    """One file per bucket (a first day): nothing to merge, the file is streamed in small batches."""
+def test_single_file_buckets_are_read_by_row_group(etl_dir: Path, tmp_path: Path) -> None:
+    """One file per bucket (a first day): nothing to merge, the file is read a row group at a time."""
     day_one = tmp_path / "etl"
     for f in input_files(etl_dir):
         if f.name == sorted(p.name for p in f.parent.iterdir())[0]:
             (day_one / f.parent.name).mkdir(parents=True, exist_ok=True)
-            shutil.copy(f, day_one / f.parent.name / f.name)
+            pq.write_table(pq.read_table(f), day_one / f.parent.name / f.name, row_group_size=100)
     files = input_files(day_one)
-    prepared = prepare_training_data(files, 11, 0.25, 0, scratch_dir=tmp_path / "sets", batch_rows=100)
+    prepared = prepare_training_data(files, 11, 0.25, 0, scratch_dir=tmp_path / "sets")
     train, test = merged_at_once(files, 11, 0.25, 0)
     assert canonical(pq.read_table(prepared.train_path)).equals(canonical(train))
     assert canonical(pq.read_table(prepared.test_path)).equals(canonical(test))
-    # many small row groups were written: the file was not read whole
-    assert pq.ParquetFile(prepared.test_path).num_row_groups > len(files)
+    # a row group of the sets per row group of the input: no file was read whole
+    assert pq.ParquetFile(prepared.test_path).num_row_groups > 2 * len(files)
+    assert sum(t.num_rows for t in iter_rows(prepared.test_path)) == test.num_rows
 
 
 def test_scratch_directory_is_removed_on_close(tmp_path: Path) -> None:
