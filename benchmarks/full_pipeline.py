@@ -69,7 +69,8 @@ def ensure_data(rows: int, log_dir: Path) -> tuple[Path, Path, dict[str, Any]]:
     its peak RSS shows the data is streamed, not held in memory."""
     folder = CACHE / f"data-{rows}"
     day1, day2 = folder / "paysim-day-01.csv", folder / "paysim-day-02.csv"
-    generated: dict[str, Any] = {}
+    record = folder / "generated.json"  # how each file was generated, kept with the cached data
+    generated: dict[str, Any] = json.loads(record.read_text()) if record.exists() else {}
     for path, config in (
         (day1, GenerateConfig(rows=rows, seed=42, prefix="paysim-day-01")),
         (day2, GenerateConfig(rows=rows // 30, customers=rows // 4, seed=43, prefix="paysim-day-02")),
@@ -101,7 +102,9 @@ def ensure_data(rows: int, log_dir: Path) -> tuple[Path, Path, dict[str, Any]]:
             "rows": config.rows,
             "wall_s": result.wall_s,
             "peak_rss_mb": result.peak_rss_mb,
+            "load_average_after": load_average(),
         }
+        record.write_text(json.dumps(generated, indent=2) + "\n")
         print(
             f"generated {config.rows:,} rows in {result.wall_s:.1f}s (peak RSS {result.peak_rss_mb:.0f} MB) -> {path}"
         )
