@@ -12,9 +12,10 @@ Two passes over the input, one directory at a time:
    training set (negatives subsampled), the test set or neither, and append the rows to
    ``train.parquet`` and ``test.parquet`` in a scratch directory.
 Spark fits from ``train.parquet`` (read lazily, spilled by Spark if need be) and the tree scores
-``test.parquet`` one row group at a time (see tree_scoring.score_tables). A directory with a
-single file needs no merge and is read row group by row group (etl writes groups of at most
-etl.ROW_GROUP_ROWS customers), so its memory is one row group, not one bucket.
+``test.parquet`` one row group at a time (see tree_scoring.score_tables). Files are read a row
+group at a time (etl writes groups of at most etl.ROW_GROUP_ROWS customers) and only the
+partials of customers found in several files of a directory (those a new day touched) are
+gathered and merged: memory is a row group plus that overlap, at most about one bucket.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from spark_jobs.features import (
     LABEL,
     MERGE,
     customer_features_arrow,
-    merge_partials_arrow,
 )
 
 TRAIN_FILE = "train.parquet"
@@ -109,12 +109,36 @@ def _row_groups(path: Path, columns: list[str] | None = None) -> Iterator[pa.Tab
         yield reader.read_row_group(i, columns=columns, use_threads=False)
 
 
+def _merge(partials: pa.Table) -> pa.Table:
+    """One row per customer: the partial columns present in ``partials`` merged as MERGE says."""
+    columns = [c for c in partials.column_names if c != KEY]
+    grouped = partials.group_by(KEY, use_threads=False).aggregate([(c, MERGE[c]) for c in columns])
+    return pa.table({KEY: grouped.column(KEY), **{c: grouped.column(f"{c}_{MERGE[c]}") for c in columns}})
+
+
 def _group_tables(group: list[Path], columns: tuple[str, ...]) -> Iterator[pa.Table]:
-    """A single file by row group (each customer once: nothing to merge); several files whole."""
+    """The directory's customers with their partials merged, each customer in exactly one table.
+
+    Read a row group at a time: a customer found in one file only (most of them: a new day
+    touches a fraction of the customers) passes through as it is; the partials of customers
+    found in several files are gathered and merged at the end. So memory is a row group plus
+    the customers ids of the directory plus the partials that overlap, not the whole bucket.
+    """
     if len(group) == 1:
         yield from _row_groups(group[0], list(columns))
-    else:
-        yield pq.read_table([str(f) for f in group], columns=list(columns), use_threads=False)
+        return
+    ids = pa.concat_tables(pq.read_table(str(f), columns=[KEY]) for f in group)
+    counted = ids.group_by(KEY, use_threads=False).aggregate([(KEY, "count")])
+    shared = counted.column(KEY).filter(pc.greater(counted.column(f"{KEY}_count"), 1)).combine_chunks()
+    del ids, counted
+    overlapping: list[pa.Table] = []
+    for f in group:
+        for part in _row_groups(f, list(columns)):
+            in_several = pc.is_in(part.column(KEY), value_set=shared)
+            overlapping.append(part.filter(in_several))
+            yield part.filter(pc.invert(in_several))
+    if overlapping:
+        yield _merge(pa.concat_tables(overlapping))
 
 
 @dataclass(frozen=True)
@@ -180,13 +204,8 @@ def label_pass(groups: list[list[Path]], seed: int) -> tuple[np.ndarray, int]:
         for table in _group_tables(group, (KEY, "n_fraud")):
             table = table.filter(pc.is_valid(table.column("n_fraud")))
             fraud_ids = table.column(KEY).filter(pc.greater(table.column("n_fraud"), 0))
-            if len(group) == 1:
-                customers = table.num_rows
-            else:  # a customer has a partial per file: count ids once
-                customers = pc.count_distinct(table.column(KEY)).as_py()
-                fraud_ids = pc.unique(fraud_ids)
             positive_keys.append(uniform_key(fraud_ids, seed))
-            negatives += customers - len(fraud_ids)
+            negatives += table.num_rows - len(fraud_ids)
     return np.concatenate(positive_keys) if positive_keys else np.empty(0), negatives
 
 
@@ -238,7 +257,7 @@ def prepare_training_data(
     ):
         for group in groups:
             for table in _group_tables(group, _PARTIAL_COLUMNS):
-                customers = customer_features_arrow(table if len(group) == 1 else merge_partials_arrow(table))
+                customers = customer_features_arrow(table)
                 customers = customers.filter(pc.is_valid(customers.column(LABEL)))
                 label = customers.column(LABEL).to_numpy() == 1.0
                 is_train, is_test = plan.assign(label, uniform_key(customers.column(KEY), seed))
