@@ -346,9 +346,23 @@ def run_dag_phase(
     seen = sorted(sampler.seen_stages)
     peaks = sampler.reset()
     process_peaks = sampler.take_process_peaks()
-    if code != 0 or not out.exists():
+    if code != 0 or not out.exists():  # a failure is a result: what ran, for how long, with what memory
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-        raise RuntimeError(f"{phase}: DAG run failed (exit {code}); log {log}:\n{tail}")
+        print(f"{phase}: DAG run failed (exit {code}); log {log}:\n{tail}", file=sys.stderr)
+        return {
+            "phase": phase,
+            "error": f"DAG run failed (exit {code}); log {log}",
+            "wall_s": round(wall, 2),
+            "load_average_before": load,
+            "load_average_after": load_average(),
+            "spark_stages_seen": [s for s in seen if s in ("etl", "train")],
+            "peak_rss_mb": peaks,
+            "peak_process_rss_mb": process_peaks,
+            "pachd_disk_mb": round(disk_bytes(stack.settings.pachd_root) / 2**20, 1),
+            "jobs": {
+                name: [pps.JobState(j.state).name for j in jobs] for name, jobs in jobs_of(stack).items()
+            },
+        }
     report = json.loads(out.read_text())
     new_jobs = {}
     new_job_count = {}
@@ -454,43 +468,54 @@ def _baseline_line(title: str, r: dict[str, Any] | None) -> str:
     return head + (f"FAILED: {r['error']}" if "error" in r else f"ROC AUC {r['test_roc_auc']}")
 
 
+def _phase_line(title: str, r: dict[str, Any] | None) -> str:
+    if r is None:
+        return f"{title:<27}not run"
+    if "error" in r:
+        return f"{title:<27}{r['wall_s']:7.1f} s   FAILED: {r['error']}"
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stages_s"].items() if v is not None)
+    return f"{title:<27}{r['wall_s']:7.1f} s   ROC AUC {r.get('test_roc_auc')}   stages {stages}"
+
+
 def print_table(summary: dict[str, Any]) -> None:
-    b = summary["full_run"]
     print()
     print(
         f"rows {summary['rows']:,} (scale {summary['scale']:g})   load average at start {summary['load_average_start']}"
     )
     print(_baseline_line("(A) plain PySpark script", summary.get("baseline")))
     print(_baseline_line("(B) pandas + scikit-learn", summary.get("baseline_pandas")))
-    ratios = ", ".join(f"{k} {v:.2f}" for k, v in summary.get("ratios", {}).items())
-    print(f"(b) fraud_detection DAG    {b['wall_s']:7.1f} s   {ratios}   ROC AUC {b.get('test_roc_auc')}")
-    for stage, seconds in b["stages_s"].items():
-        print(f"      {stage:<18}{seconds if seconds is not None else float('nan'):7.1f} s")
-    print("    peak RSS MB per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in b["peak_rss_mb"].items()))
-    top = list(b["peak_process_rss_mb"].items())[:4]
-    print("    largest processes MB: " + ", ".join(f"{k} {v:.0f}" for k, v in top))
-    disk = summary["pachd_disk"]
-    print(
-        f"    pachd-lite disk {disk['after_full_run_mb']:.0f} MB for {disk['input_mb']:.0f} MB of CSV "
-        f"({disk['ratio_full_run']:.2f}x); after day 2 {disk['after_second_day_mb']:.0f} MB"
-    )
-    for key, title in (("second_day", "(c) second day (+1/30)"), ("rerun", "(d) rerun, no new data")):
-        r = summary[key]
+    b = summary.get("full_run")
+    print(_phase_line("(b) DAG, day 1", b))
+    if b:
+        print("    peak RSS MB per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in b["peak_rss_mb"].items()))
+        top = list(b["peak_process_rss_mb"].items())[:4]
+        print("    largest processes MB: " + ", ".join(f"{k} {v:.0f}" for k, v in top))
+    disk = summary.get("pachd_disk", {})
+    if "after_full_run_mb" in disk:
         print(
-            f"{title:<27}{r['wall_s']:7.1f} s   stages "
-            + ", ".join(f"{k} {v:.1f}" for k, v in r["stages_s"].items() if v is not None)
+            f"    pachd-lite disk {disk['after_full_run_mb']:.0f} MB for {disk['input_mb']:.0f} MB of CSV "
+            f"({disk['ratio_full_run']:.2f}x); after day 2 {disk.get('after_second_day_mb', float('nan')):.0f} MB"
         )
-        for name, job in r["jobs"].items():
-            print(
-                f"      {name:<11} processed {job['datums_processed']:>3}, skipped {job['datums_skipped']:>3} "
-                f"of {job['datums_total']:>3}"
-            )
-        if not r["jobs"]:
-            print("      no pipeline job started")
-    print(f"(c) non-training stages vs full run: {summary['second_day_non_training_ratio']:.3f}")
-    print(
-        f"(d) Spark jobs started: {summary['rerun']['spark_stages_seen'] or 'none'}; new jobs: {list(summary['rerun']['jobs']) or 'none'}"
-    )
+    for key, title in (("second_day", "(c) second day (+1/30)"), ("rerun", "(d) rerun, no new data")):
+        r = summary.get(key)
+        print(_phase_line(title, r))
+        if r and "error" not in r:
+            for name, job in r["jobs"].items():
+                print(
+                    f"      {name:<11} processed {job['datums_processed']:>3}, "
+                    f"skipped {job['datums_skipped']:>3} of {job['datums_total']:>3}"
+                )
+            if not r["jobs"]:
+                print("      no pipeline job started")
+    if "second_day_non_training_ratio" in summary:
+        print(f"(c) non-training stages vs full run: {summary['second_day_non_training_ratio']:.3f}")
+    if _ok(summary.get("rerun")):
+        rerun = summary["rerun"]
+        print(
+            f"(d) Spark jobs started: {rerun['spark_stages_seen'] or 'none'}; new jobs: {list(rerun['jobs']) or 'none'}"
+        )
+    if summary.get("ratios"):
+        print("ratios (medians): " + ", ".join(f"{k} {v:.2f}" for k, v in summary["ratios"].items()))
     mem = summary["max_process_rss_mb"]
     print(
         f"largest process of the DAG: {mem['process']} {mem['mb']:.0f} MB (target <= {MEMORY_TARGET_MB} MB)"
@@ -500,7 +525,9 @@ def print_table(summary: dict[str, Any]) -> None:
     if summary["repeat"] > 1:
         print(f"medians of {summary['repeat']} interleaved repeats (min-max):")
         for name, m in summary["medians"].items():
-            print(f"      {name:<22}{m['median']:8.2f}   ({m['min']:.2f}-{m['max']:.2f})")
+            print(f"      {name:<24}{m['median']:8.2f}   ({m['min']:.2f}-{m['max']:.2f})")
+    for failure in summary["failures"]:
+        print(f"FAILED: {failure}")
 
 
 def non_training_s(phase: dict[str, Any]) -> float:
@@ -545,6 +572,8 @@ def run_dag(
             print(f"{title} ...", flush=True)
             source = source_dir(base, key, files)
             result[key] = run_dag_phase(stack, sampler, {**common, "source": str(source)}, log_dir, key)
+            if "error" in result[key]:
+                break
             print(f"    {result[key]['wall_s']:.1f} s  {result[key]['stages_s']}", flush=True)
     finally:
         if stack is not None:
@@ -553,13 +582,15 @@ def run_dag(
             down(stack.settings)
             sampler.roots.clear()
     input_mb = day1.stat().st_size / 2**20
-    result["pachd_disk"] = {
-        "input_mb": round(input_mb, 1),
-        "after_full_run_mb": result["full_run"]["pachd_disk_mb"],
-        "ratio_full_run": round(result["full_run"]["pachd_disk_mb"] / input_mb, 3),
-        "after_second_day_mb": result["second_day"]["pachd_disk_mb"],
-        "second_day_input_mb": round((day1.stat().st_size + day2.stat().st_size) / 2**20, 1),
-    }
+    result["pachd_disk"] = {"input_mb": round(input_mb, 1)}
+    if "full_run" in result:
+        disk = result["full_run"]["pachd_disk_mb"]
+        result["pachd_disk"].update(after_full_run_mb=disk, ratio_full_run=round(disk / input_mb, 3))
+    if "second_day" in result:
+        result["pachd_disk"].update(
+            after_second_day_mb=result["second_day"]["pachd_disk_mb"],
+            second_day_input_mb=round((day1.stat().st_size + day2.stat().st_size) / 2**20, 1),
+        )
     return result
 
 
@@ -587,6 +618,74 @@ def one_x_wall() -> tuple[float, str] | None:
         wall,
         f"benchmarks/results/latest.json, {data.get('started_at')}, load {data.get('load_average_start')}",
     )
+
+
+def _ok(phase: dict[str, Any] | None) -> bool:
+    return phase is not None and "error" not in phase
+
+
+def summarise(runs: list[dict[str, Any]], baselines: list[str], rows: int) -> dict[str, Any]:
+    """The first repeat's records under the keys earlier results used, medians and ratios over all."""
+    first = runs[0]
+    summary: dict[str, Any] = {"stack_start_s": first.get("stack_start_s")}
+    if "baseline_spark" in first:
+        summary["baseline"] = first["baseline_spark"]
+    if "baseline_pandas" in first:
+        summary["baseline_pandas"] = first["baseline_pandas"]
+    for key in ("full_run", "second_day", "rerun", "pachd_disk"):
+        if key in first:
+            summary[key] = first[key]
+    if len(runs) > 1:
+        summary["repeats"] = runs
+    series = {
+        f"dag_{phase}_s": [r[phase]["wall_s"] for r in runs if _ok(r.get(phase))]
+        for phase in ("full_run", "second_day", "rerun")
+    }
+    series["dag_test_roc_auc"] = [
+        r["full_run"]["test_roc_auc"]
+        for r in runs
+        if _ok(r.get("full_run")) and r["full_run"]["test_roc_auc"]
+    ]
+    for kind in baselines:
+        done = [r[f"baseline_{kind}"] for r in runs if "error" not in r[f"baseline_{kind}"]]
+        series[f"baseline_{kind}_s"] = [r["wall_s"] for r in done]
+        series[f"baseline_{kind}_roc_auc"] = [r["test_roc_auc"] for r in done]
+    medians = {k: spread(v) for k, v in series.items() if v}
+    summary["medians"] = medians
+    summary["failures"] = [
+        f"repeat {i + 1} {key}: {r[key]['error']}"
+        for i, r in enumerate(runs)
+        for key in ("baseline_spark", "baseline_pandas", "full_run", "second_day", "rerun")
+        if key in r and "error" in r[key]
+    ]
+    if "dag_full_run_s" in medians:
+        dag = medians["dag_full_run_s"]["median"]
+        summary["ratios"] = {
+            f"DAG/{kind}": round(dag / medians[f"baseline_{kind}_s"]["median"], 3)
+            for kind in baselines
+            if f"baseline_{kind}_s" in medians
+        }
+        if "DAG/spark" in summary["ratios"]:
+            summary["ratio_b_to_a"] = summary["ratios"]["DAG/spark"]
+        reference = one_x_wall() if rows != PAYSIM_ROWS else None
+        if reference:
+            summary["vs_1x"] = {
+                "one_x_wall_s": reference[0],
+                "ratio": round(dag / reference[0], 2),
+                "source": reference[1],
+            }
+    pairs = [r for r in runs if _ok(r.get("full_run")) and _ok(r.get("second_day"))]
+    if pairs:
+        summary["second_day_non_training_ratio"] = round(
+            statistics.median(
+                non_training_s(r["second_day"]) / max(non_training_s(r["full_run"]), 1e-9) for r in pairs
+            ),
+            3,
+        )
+    summary["max_process_rss_mb"] = largest_process(
+        [r[k] for r in runs for k in ("full_run", "second_day", "rerun") if k in r]
+    )
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -670,53 +769,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(run)
     finally:
         sampler.stop()
-    first = runs[0]
-    # The first repeat's full record under the keys earlier results used; medians below.
-    summary["stack_start_s"] = first["stack_start_s"]
-    if "baseline_spark" in first:
-        summary["baseline"] = first["baseline_spark"]
-    if "baseline_pandas" in first:
-        summary["baseline_pandas"] = first["baseline_pandas"]
-    for key in ("full_run", "second_day", "rerun", "pachd_disk"):
-        summary[key] = first[key]
-    if args.repeat > 1:
-        summary["repeats"] = runs
-    series = {
-        "dag_full_run_s": [r["full_run"]["wall_s"] for r in runs],
-        "dag_second_day_s": [r["second_day"]["wall_s"] for r in runs],
-        "dag_rerun_s": [r["rerun"]["wall_s"] for r in runs],
-        "dag_test_roc_auc": [r["full_run"]["test_roc_auc"] for r in runs if r["full_run"]["test_roc_auc"]],
-    }
-    for kind in baselines:
-        done = [r[f"baseline_{kind}"] for r in runs if "error" not in r[f"baseline_{kind}"]]
-        if done:
-            series[f"baseline_{kind}_s"] = [r["wall_s"] for r in done]
-            series[f"baseline_{kind}_roc_auc"] = [r["test_roc_auc"] for r in done]
-    summary["medians"] = {k: spread(v) for k, v in series.items() if v}
-    dag = summary["medians"]["dag_full_run_s"]["median"]
-    summary["ratios"] = {
-        f"DAG/{kind}": round(dag / summary["medians"][f"baseline_{kind}_s"]["median"], 3)
-        for kind in baselines
-        if f"baseline_{kind}_s" in summary["medians"]
-    }
-    if "DAG/spark" in summary["ratios"]:
-        summary["ratio_b_to_a"] = summary["ratios"]["DAG/spark"]
-    summary["second_day_non_training_ratio"] = round(
-        statistics.median(
-            non_training_s(r["second_day"]) / max(non_training_s(r["full_run"]), 1e-9) for r in runs
-        ),
-        3,
-    )
-    summary["max_process_rss_mb"] = largest_process(
-        [r[k] for r in runs for k in ("full_run", "second_day", "rerun")]
-    )
-    reference = one_x_wall() if rows != PAYSIM_ROWS else None
-    if reference:
-        summary["vs_1x"] = {
-            "one_x_wall_s": reference[0],
-            "ratio": round(dag / reference[0], 2),
-            "source": reference[1],
-        }
+    summary.update(summarise(runs, baselines, rows))
     summary["load_average_end"] = load_average()
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(summary, indent=2, default=str) + "\n")

@@ -11,7 +11,7 @@ import pyarrow.csv as pacsv
 import pytest
 
 from benchmarks.baseline_pandas import DTYPES, customer_features, run_baseline
-from benchmarks.full_pipeline import disk_bytes, spread
+from benchmarks.full_pipeline import disk_bytes, spread, summarise
 from benchmarks.stages import run_measured
 from spark_jobs.features import FEATURE_COLUMNS, LABEL, customer_features_arrow, partial_aggregates_arrow
 from spark_jobs.generate import GenerateConfig, generate
@@ -71,3 +71,52 @@ def test_disk_use_counts_a_hard_linked_file_once(tmp_path: Path) -> None:
 
 def test_spread_is_median_min_max() -> None:
     assert spread([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "values": [3.0, 1.0, 2.0]}
+
+
+def _phase(phase: str, wall: float, largest: float) -> dict:
+    return {
+        "phase": phase,
+        "wall_s": wall,
+        "stages_s": {"push": 1.0, "split": 2.0, "etl": 3.0, "train": 4.0},
+        "test_roc_auc": 0.99,
+        "peak_process_rss_mb": {"train/java": largest, "train/python3": 300.0},
+        "pachd_disk_mb": 10.0,
+    }
+
+
+def test_summary_has_medians_ratios_and_failures_of_interleaved_repeats() -> None:
+    runs = [
+        {
+            "baseline_spark": {"wall_s": 100.0 + i, "test_roc_auc": 0.98},
+            "baseline_pandas": {"wall_s": 40.0, "error": "stopped by the harness at 12288 MB RSS"}
+            if i == 1
+            else {"wall_s": 30.0 + i, "test_roc_auc": 0.99},
+            "full_run": _phase("full_run", 20.0 + 10 * i, 1000.0 + i),
+            "second_day": _phase("second_day", 10.0, 900.0),
+            "rerun": {**_phase("rerun", 5.0, 100.0), "error": "DAG run failed (exit 1)"}
+            if i == 2
+            else _phase("rerun", 5.0, 100.0),
+        }
+        for i in range(3)
+    ]
+    summary = summarise(runs, ["spark", "pandas"], rows=1_000)
+    medians = summary["medians"]
+    assert medians["dag_full_run_s"] == {
+        "median": 30.0,
+        "min": 20.0,
+        "max": 40.0,
+        "values": [20.0, 30.0, 40.0],
+    }
+    assert medians["baseline_pandas_s"]["values"] == [30.0, 32.0]  # the failed one is not a time
+    assert medians["dag_rerun_s"]["values"] == [5.0, 5.0]
+    assert summary["ratios"] == {"DAG/spark": round(30.0 / 101.0, 3), "DAG/pandas": round(30.0 / 31.0, 3)}
+    assert summary["failures"] == [
+        "repeat 2 baseline_pandas: stopped by the harness at 12288 MB RSS",
+        "repeat 3 rerun: DAG run failed (exit 1)",
+    ]
+    assert summary["max_process_rss_mb"] == {
+        "process": "full_run: train/java",
+        "mb": 1002.0,
+        "within_target": True,
+    }
+    assert summary["second_day_non_training_ratio"] == 1.0
