@@ -67,6 +67,9 @@ def test_disk_use_counts_a_hard_linked_file_once(tmp_path: Path) -> None:
     one = disk_bytes(tmp_path / "store")
     os.link(data, tmp_path / "store" / "link")
     assert disk_bytes(tmp_path / "store") == one >= 1 << 20
+    assert disk_bytes(tmp_path / "store", shared_with_outside=True) == 0
+    os.link(data, tmp_path / "outside")
+    assert disk_bytes(tmp_path / "store", shared_with_outside=True) == one
 
 
 def test_spread_is_median_min_max() -> None:
