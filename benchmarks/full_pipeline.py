@@ -129,13 +129,13 @@ def disk_bytes(root: Path, shared_with_outside: bool = False) -> int:
     return sum(size for count, nlink, size in links.values() if not shared_with_outside or nlink > count)
 
 
-def spread(values: list[float]) -> dict[str, Any]:
+def spread(values: list[float], digits: int = 2) -> dict[str, Any]:
     """Median, min, max and the values themselves (``--repeat``)."""
     return {
-        "median": round(statistics.median(values), 2),
-        "min": round(min(values), 2),
-        "max": round(max(values), 2),
-        "values": [round(v, 2) for v in values],
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+        "values": [round(v, digits) for v in values],
     }
 
 
@@ -528,7 +528,10 @@ def print_table(summary: dict[str, Any]) -> None:
     if summary["repeat"] > 1:
         print(f"medians of {summary['repeat']} interleaved repeats (min-max):")
         for name, m in summary["medians"].items():
-            print(f"      {name:<24}{m['median']:8.2f}   ({m['min']:.2f}-{m['max']:.2f})")
+            digits = 4 if name.endswith("auc") else 2
+            print(
+                f"      {name:<24}{m['median']:8.{digits}f}   ({m['min']:.{digits}f}-{m['max']:.{digits}f})"
+            )
     for failure in summary["failures"]:
         print(f"FAILED: {failure}")
 
@@ -657,7 +660,7 @@ def summarise(runs: list[dict[str, Any]], baselines: list[str], rows: int) -> di
         done = [r[f"baseline_{kind}"] for r in runs if "error" not in r[f"baseline_{kind}"]]
         series[f"baseline_{kind}_s"] = [r["wall_s"] for r in done]
         series[f"baseline_{kind}_roc_auc"] = [r["test_roc_auc"] for r in done]
-    medians = {k: spread(v) for k, v in series.items() if v}
+    medians = {k: spread(v, 4 if k.endswith("auc") else 2) for k, v in series.items() if v}
     summary["medians"] = medians
     summary["failures"] = [
         f"repeat {i + 1} {key}: {r[key]['error']}"
