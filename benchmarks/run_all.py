@@ -18,7 +18,8 @@ ORDER = ["pfs_transfer", "pps_datums", "stages", "full_pipeline"]
 
 def discover() -> list[Path]:
     scripts = {p.stem: p for p in HERE.glob("*.py") if p.stem not in {"run_all", "__init__"}}
-    scripts = {name: path for name, path in scripts.items() if not name.startswith("_")}
+    # baseline_* scripts need a --csv and are run by full_pipeline.py, not on their own
+    scripts = {name: path for name, path in scripts.items() if not name.startswith(("_", "baseline_"))}
     ordered = [scripts.pop(name) for name in ORDER if name in scripts]
     return ordered + sorted(scripts.values())
 

@@ -15,9 +15,11 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,33 +36,63 @@ from spark_jobs.generate import PAYSIM_ROWS, GenerateConfig, generate  # noqa: E
 class StageResult:
     stage: str
     wall_s: float
-    peak_rss_mb: float
+    peak_rss_mb: float  # the whole process tree (a PySpark job: Python and its JVM)
     returncode: int
+    peak_process_rss_mb: float = 0.0  # the largest single process of the tree
+    killed_at_cap: bool = False
 
 
-def run_measured(stage: str, cmd: list[str], env: dict[str, str], log_dir: Path) -> tuple[StageResult, str]:
-    """Run ``cmd``, sampling the RSS of its whole process tree; (result, stdout)."""
+def run_measured(
+    stage: str,
+    cmd: list[str],
+    env: dict[str, str],
+    log_dir: Path,
+    memory_cap_mb: float | None = None,
+) -> tuple[StageResult, str]:
+    """Run ``cmd``, sampling the RSS of its whole process tree; (result, stdout).
+
+    With ``memory_cap_mb``, the tree is killed once its RSS exceeds the cap (``killed_at_cap``).
+    """
     log_path = log_dir / f"{stage}.log"
     started = time.monotonic()
+    killed = False
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, cwd=ROOT)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=log, env=env, cwd=ROOT, start_new_session=True
+        )
+        # stdout is read in a thread: a child blocked on a full pipe would never end
+        chunks: list[bytes] = []
+        reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read() if proc.stdout else b""))
+        reader.start()
         parent = psutil.Process(proc.pid)
-        peak = 0
+        peak = peak_process = 0
         while proc.poll() is None:
             try:
-                rss = parent.memory_info().rss + sum(
+                sizes = [parent.memory_info().rss] + [
                     c.memory_info().rss for c in parent.children(recursive=True)
-                )
-                peak = max(peak, rss)
+                ]
+                peak, peak_process = max(peak, sum(sizes)), max(peak_process, max(sizes))
             except psutil.Error:
                 pass
+            if memory_cap_mb is not None and peak > memory_cap_mb * 2**20 and not killed:
+                killed = True
+                os.killpg(proc.pid, signal.SIGKILL)  # its own session: the JVM goes too
             time.sleep(0.1)
-        stdout = proc.stdout.read().decode() if proc.stdout else ""
+        reader.join()
+        stdout = b"".join(chunks).decode()
     wall = time.monotonic() - started
     if proc.returncode != 0:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
         print(f"{stage} failed (exit {proc.returncode}); log {log_path}:\n{tail}", file=sys.stderr)
-    return StageResult(stage, round(wall, 2), round(peak / 2**20, 1), proc.returncode), stdout
+    result = StageResult(
+        stage,
+        round(wall, 2),
+        round(peak / 2**20, 1),
+        proc.returncode,
+        round(peak_process / 2**20, 1),
+        killed,
+    )
+    return result, stdout
 
 
 def spec_env(pipeline: str) -> dict[str, str]:

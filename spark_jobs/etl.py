@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pachflow.etl")
 
+# Customers per Parquet row group of the output: ml_train reads a bucket's single file one row
+# group at a time, so this bounds its memory however large a bucket grows.
+ROW_GROUP_ROWS = 131_072
+
 
 class DatumError(Exception):
     """A datum that cannot be processed (message names the path)."""
@@ -149,7 +153,7 @@ def aggregate_datum(
     target = output_path_for(datum, input_root, output_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
-    pq.write_table(table, str(tmp), compression="snappy")
+    pq.write_table(table, str(tmp), compression="snappy", row_group_size=ROW_GROUP_ROWS)
     tmp.replace(target)
     log.info(
         "%s: %s customers from %d file(s) with %s -> %s (%.1fs)",

@@ -9,10 +9,10 @@ metrics, PNG plots, the model as an MLflow 3 LoggedModel and the input dataset
 (``pachyderm://…@<commit>``, digest = commit id); ``pachflow.worker.pachyderm_run`` tags the
 run per the lineage contract and writes ``<run_id>`` plus ``mlflow_run.json`` into the output.
 
-Where the time goes (benchmarks/full_pipeline.py): the etl output is one small row per customer,
-so it is read, merged and split with pyarrow while the JVM starts in a thread; Spark MLlib gets
-only the frame it fits (cached, built from Arrow without another file scan), and the fitted
-tree scores the test and training rows in numpy (spark_jobs/tree_scoring.py).
+Memory and time (benchmarks/full_pipeline.py): the etl output is turned into training and test
+sets one bucket at a time (spark_jobs/training_data.py) while the JVM starts in a thread, so
+this process never holds every customer; Spark MLlib reads the training set from Parquet and
+the fitted tree scores the test and training rows in numpy batches (spark_jobs/tree_scoring.py).
 """
 
 from __future__ import annotations
@@ -28,19 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from pachflow.worker import PachydermContext, pachyderm_context, pachyderm_run
-from spark_jobs.features import (
-    FEATURE_COLUMNS,
-    KEY,
-    LABEL,
-    customer_features_arrow,
-    merge_partials_arrow,
-)
+from spark_jobs.features import FEATURE_COLUMNS, LABEL
 from spark_jobs.tracking import (
     TrackingUnavailable,
     check_tracking_server,
@@ -48,7 +37,8 @@ from spark_jobs.tracking import (
     log_spark_logged_model,
     training_dataset,
 )
-from spark_jobs.tree_scoring import TreeArrays, feature_matrix
+from spark_jobs.training_data import TrainingError, input_files, iter_rows, prepare_training_data
+from spark_jobs.tree_scoring import TreeArrays, score_tables
 from spark_jobs.worker_env import setting
 
 if TYPE_CHECKING:
@@ -59,11 +49,6 @@ log = logging.getLogger("pachflow.train")
 
 DEFAULT_EXPERIMENT = "fraud_detection"
 WEIGHT = "weight"
-SPLIT_KEY = "split_u"
-
-
-class TrainingError(RuntimeError):
-    """The input cannot be trained on (message names the path or the problem)."""
 
 
 @dataclass(frozen=True)
@@ -94,107 +79,6 @@ class TrainResult:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def input_files(input_root: Path) -> list[Path]:
-    files = sorted(
-        p
-        for p in input_root.rglob("*.parquet")
-        if not any(part.startswith((".", "_")) for part in p.relative_to(input_root).parts)
-    )
-    if not files:
-        raise TrainingError(f"{input_root}: no Parquet files (is this the etl output?)")
-    return files
-
-
-def load_customers(files: list[Path], seed: int) -> pa.Table:
-    """Per-customer features + label + a deterministic split key, read with pyarrow.
-
-    The etl output is small next to the raw data (one row per customer and file), so it is
-    prepared in this process while the JVM starts; Spark gets only the frames it fits and scores.
-    """
-    import pyarrow.compute as pc
-
-    partials = pq.read_table([str(f) for f in files])
-    missing = [c for c in ("nameOrig", "n_tx", "n_fraud") if c not in partials.column_names]
-    if missing:
-        raise TrainingError(f"{files[0].parent}: input lacks column(s) {missing}; expected etl aggregates")
-    # A customer's partials all sit in one bucket directory (the bucket is a hash of the
-    # customer), so with one file per bucket there is nothing to merge.
-    one_file_per_bucket = len({f.parent for f in files}) == len(files)
-    customers = customer_features_arrow(partials if one_file_per_bucket else merge_partials_arrow(partials))
-    # A hash of the customer id, not a random draw: the same customers land in test every run.
-    customers = customers.append_column(SPLIT_KEY, pa.array(uniform_key(customers.column(KEY), seed)))
-    return customers.select([*FEATURE_COLUMNS, LABEL, SPLIT_KEY]).filter(pc.is_valid(customers.column(LABEL)))
-
-
-def uniform_key(ids: pa.ChunkedArray, seed: int) -> np.ndarray:
-    """A deterministic uniform [0, 1) value per customer id (splitmix64 of the id and the seed).
-
-    PaySim ids are ``C`` + up to 18 digits (split_data rejects others), so the number is hashed
-    directly; any other id falls back to pandas' string hash, which is slower.
-    """
-    import pyarrow.compute as pc
-
-    try:
-        z = pc.cast(pc.utf8_slice_codeunits(ids, 1), pa.int64()).to_numpy().astype(np.uint64)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        z = pd.util.hash_array(ids.to_numpy(zero_copy_only=False), categorize=False)
-    with np.errstate(over="ignore"):
-        z = z + np.uint64(0x9E3779B97F4A7C15) * np.uint64(seed + 1)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) / float(2**53)
-
-
-@dataclass
-class Split:
-    """Train and test tables with their class counts."""
-
-    train: pa.Table
-    test: pa.Table
-    counts: dict[str, int]
-
-
-def stratified_split(customers: pa.Table, test_fraction: float, negatives_per_positive: int) -> Split:
-    """Seeded split keeping exactly ``test_fraction`` of the (rare) positives in the test set.
-
-    Negatives are split on the uniform hash key (their share is within a fraction of a percent
-    of the target at this size); positives get an exact quantile cut, so the few frauds are
-    never over- or under-represented in test. The training negatives are then subsampled to at
-    most ``negatives_per_positive`` per training positive (0: keep all). With balanced class
-    weights this changes little for the tree but makes fitting several times cheaper; the test
-    set always keeps every customer.
-    """
-    label = customers.column(LABEL).to_numpy() == 1.0
-    u = customers.column(SPLIT_KEY).to_numpy()
-    n_pos, n_neg = int(label.sum()), int((~label).sum())
-    if n_pos < 2 or n_neg < 2:
-        raise TrainingError(f"need at least 2 customers of each class, got {n_pos} fraud and {n_neg} legit")
-    pos_u = np.sort(u[label])
-    n_pos_test = max(1, round(n_pos * test_fraction))
-    pos_cut = float(pos_u[n_pos - n_pos_test])  # the n_pos_test largest keys go to test
-    neg_cut = 1.0 - test_fraction
-    rate = 1.0
-    if negatives_per_positive > 0:
-        rate = min(1.0, negatives_per_positive * (n_pos - n_pos_test) / (n_neg * neg_cut))
-    is_test = (label & (u >= pos_cut)) | (~label & (u >= neg_cut))
-    # u is uniform, so u < neg_cut * rate is a uniform sample of the training negatives.
-    is_train = (label & (u < pos_cut)) | (~label & (u < neg_cut * rate))
-    columns = [*FEATURE_COLUMNS, LABEL]
-    train = customers.select(columns).filter(pa.array(is_train))
-    return Split(
-        train=train,
-        test=customers.select(columns).filter(pa.array(is_test)),
-        counts={
-            "positives": n_pos,
-            "negatives": n_neg,
-            "test_positives": n_pos_test,
-            "train_positives": int((label & is_train).sum()),
-            "train_negatives": int((~label & is_train).sum()),
-        },
-    )
-
-
 def fit(train: DataFrame, config: TrainConfig, class_counts: dict[str, int]) -> PipelineModel:
     """VectorAssembler + DecisionTreeClassifier with balanced class weights."""
     from pyspark.ml import Pipeline
@@ -223,12 +107,6 @@ def fit(train: DataFrame, config: TrainConfig, class_counts: dict[str, int]) -> 
     )
     assembler = VectorAssembler(inputCols=list(FEATURE_COLUMNS), outputCol="features")
     return Pipeline(stages=[assembler, tree]).fit(weighted)
-
-
-def scores(tree: TreeArrays, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, P(fraud)) of every row of ``table``, from the fitted tree's nodes (see tree_scoring)."""
-    probability = tree.predict_proba(feature_matrix(table, FEATURE_COLUMNS))
-    return table.column(LABEL).to_numpy().astype(np.int64), probability[:, 1]
 
 
 def _signature() -> Any:
@@ -283,10 +161,10 @@ def train_model(
         )
         mlflow.log_params(params)
 
-        customers = load_customers(files, config.seed)
-        split = stratified_split(customers, config.test_fraction, config.negatives_per_positive)
-        del customers
-        counts = split.counts
+        prepared = prepare_training_data(
+            files, config.seed, config.test_fraction, config.negatives_per_positive
+        )
+        counts = prepared.counts
         log.info(
             "%s customers (%s fraud) from %d file(s); training on %s fraud + %s legit (%.1fs)",
             f"{counts['positives'] + counts['negatives']:,}",
@@ -300,15 +178,15 @@ def train_model(
         mlflow.log_input(dataset, context="training")
 
         session = spark() if callable(spark) else spark
-        train_frame = session.createDataFrame(split.train).cache()
+        train_frame = session.read.parquet(str(prepared.train_path)).cache()
         model = fit(train_frame, config, counts)
         log.info("fitted depth-%d tree in %.1fs total", config.max_depth, time.monotonic() - started)
         tree = model.stages[-1]
         nodes = TreeArrays.from_spark(tree)
-        y_test, p_test = scores(nodes, split.test)
+        y_test, p_test = score_tables(nodes, iter_rows(prepared.test_path), FEATURE_COLUMNS, LABEL)
         # Train metrics are an overfitting check (ROC AUC is comparable with test; precision is
         # not when negatives were subsampled).
-        y_train, p_train = scores(nodes, split.train)
+        y_train, p_train = score_tables(nodes, iter_rows(prepared.train_path), FEATURE_COLUMNS, LABEL)
         evaluation = evaluate(y_test, p_test, config.threshold, "test")
         metrics = {**evaluation.metrics, **evaluate(y_train, p_train, config.threshold, "train").metrics}
         importances = dict(zip(FEATURE_COLUMNS, tree.featureImportances.toArray().tolist(), strict=True))
@@ -327,6 +205,7 @@ def train_model(
             write_plots(y_test, p_test, evaluation, importances, config.threshold, Path(tmp))
             mlflow.log_artifacts(tmp, artifact_path="plots")
         train_frame.unpersist()
+        prepared.close()
         result = TrainResult(
             run_id=run.info.run_id,
             experiment_id=run.info.experiment_id,

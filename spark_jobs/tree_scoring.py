@@ -14,6 +14,7 @@ to sum 1. tests/spark_jobs/test_tree_scoring.py compares both against ``model.tr
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,3 +105,17 @@ class TreeArrays:
 def feature_matrix(table: pa.Table, columns: list[str] | tuple[str, ...]) -> np.ndarray:
     """The given float columns of an Arrow table as a (rows × features) float64 array."""
     return np.column_stack([table.column(c).to_numpy().astype(np.float64, copy=False) for c in columns])
+
+
+def score_tables(
+    tree: TreeArrays, tables: Iterable[pa.Table], columns: list[str] | tuple[str, ...], label: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(labels as int64, P(class 1)) of every row of ``tables``, one table in memory at a time."""
+    labels: list[np.ndarray] = []
+    probabilities: list[np.ndarray] = []
+    for table in tables:
+        labels.append(table.column(label).to_numpy().astype(np.int64))
+        probabilities.append(tree.predict_proba(feature_matrix(table, columns))[:, 1])
+    if not labels:
+        return np.empty(0, dtype=np.int64), np.empty(0)
+    return np.concatenate(labels), np.concatenate(probabilities)

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from spark_jobs.features import FEATURE_COLUMNS, LABEL
-from spark_jobs.train import TrainConfig, fit, input_files, load_customers, scores, stratified_split
-from spark_jobs.tree_scoring import LEAF, TreeArrays, feature_matrix
+from spark_jobs.train import TrainConfig, fit
+from spark_jobs.training_data import input_files, prepare_training_data
+from spark_jobs.tree_scoring import LEAF, TreeArrays, feature_matrix, score_tables
 
 pytestmark = pytest.mark.spark
 
@@ -24,32 +26,32 @@ def spark_probabilities(spark, model, table: pa.Table) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def fitted(spark, etl_dir: Path):
-    customers = load_customers(input_files(etl_dir), seed=3)
-    split = stratified_split(customers, 0.3, negatives_per_positive=0)
-    config = TrainConfig(max_depth=5)
-    model = fit(spark.createDataFrame(split.train), config, split.counts)
-    return model, split
+def fitted(spark, etl_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    prepared = prepare_training_data(
+        input_files(etl_dir), 3, 0.3, negatives_per_positive=0, scratch_dir=tmp_path_factory.mktemp("sets")
+    )
+    model = fit(spark.read.parquet(str(prepared.train_path)), TrainConfig(max_depth=5), prepared.counts)
+    return model, pq.read_table(prepared.train_path), pq.read_table(prepared.test_path)
 
 
 def test_probabilities_equal_spark_transform(spark, fitted) -> None:
-    model, split = fitted
+    model, train, test = fitted
     nodes = TreeArrays.from_spark(model.stages[-1])
     assert len(nodes.feature) == model.stages[-1].numNodes
     assert (nodes.feature != LEAF).sum() > 3, "the fixture should give a tree with several splits"
-    for table in (split.test, split.train):
+    for table in (test, train):
         expected = spark_probabilities(spark, model, table)
         got = nodes.predict_proba(feature_matrix(table, FEATURE_COLUMNS))
         np.testing.assert_array_equal(got, expected)
-    labels, p_fraud = scores(nodes, split.test)
-    np.testing.assert_array_equal(labels, split.test.column(LABEL).to_numpy().astype(int))
-    np.testing.assert_array_equal(p_fraud, spark_probabilities(spark, model, split.test)[:, 1])
+    labels, p_fraud = score_tables(nodes, [test.slice(0, 100), test.slice(100)], FEATURE_COLUMNS, LABEL)
+    np.testing.assert_array_equal(labels, test.column(LABEL).to_numpy().astype(int))
+    np.testing.assert_array_equal(p_fraud, spark_probabilities(spark, model, test)[:, 1])
 
 
 def test_rows_exactly_on_a_threshold_go_left_as_in_spark(spark, fitted) -> None:
-    model, split = fitted
+    model, _, test = fitted
     nodes = TreeArrays.from_spark(model.stages[-1])
-    base = split.test.slice(0, 1)
+    base = test.slice(0, 1)
     rows = []
     for f, t in zip(nodes.feature, nodes.threshold, strict=True):
         if f == LEAF:
