@@ -62,6 +62,13 @@ def test_joined_inputs_are_two_rows_feeding_one_node():
     )
 
 
+def test_rejected_rows_show_on_the_commit_that_rejected_them():
+    record = _record()
+    record["graph"]["nodes"][2]["details"]["rejected_rows"] = 12
+    assert "success, 1.5 s, 12 rejected" in render.svg(record["graph"])
+    assert "rejected" not in render.svg(_record()["graph"])
+
+
 def test_failed_job_is_marked_with_its_reason():
     html = render.svg(_record("JOB_FAILURE", "datum failed: <oops>")["graph"])
     assert "class='node commit failed'" in html and "datum failed: &lt;oops&gt;" in html

@@ -145,6 +145,7 @@ def _commit_details(services: Services, node: dict[str, Any]) -> dict[str, Any]:
     if services.client is None:
         return {"error": "pachd is not configured (Airflow connection pachyderm_default)"}
     from pachflow.contract import pfs_commit
+    from pachflow.rejects import META_REJECTED_ROWS
 
     info = services.client.pfs.inspect_commit(
         commit=pfs_commit(node["project"], node["repo"], node["commit"])
@@ -157,6 +158,9 @@ def _commit_details(services: Services, node: dict[str, Any]) -> dict[str, Any]:
     }
     if info.error:
         details["commit_error"] = info.error
+    rejected = (info.metadata or {}).get(META_REJECTED_ROWS)
+    if rejected is not None and rejected.isdigit():
+        details["rejected_rows"] = int(rejected)
     if node.get("pipeline"):
         details["job"] = _job(services.client, node)
     return details

@@ -101,13 +101,16 @@ def node_lines(node: dict[str, Any]) -> tuple[str, list[str], bool]:
         if job:
             failed = job.get("state") in FAILED_STATES
             dur = f", {job['duration_s']:.1f} s" if job.get("duration_s") is not None else ""
-            lines.append(f"{job['state'].removeprefix('JOB_').lower()}{dur}")
+            rejected = f", {d['rejected_rows']} rejected" if d.get("rejected_rows") else ""
+            lines.append(f"{job['state'].removeprefix('JOB_').lower()}{dur}{rejected}")
             if failed and job.get("reason"):
                 lines.append(job["reason"])  # before the datums: a box shows four lines
             lines.append(
                 f"datums {job.get('data_processed', 0)} ok, {job.get('data_skipped', 0)} skip, "
                 f"{job.get('data_failed', 0)} fail"
             )
+        elif d.get("rejected_rows"):
+            lines.append(f"{d['rejected_rows']} rows rejected")
         if d.get("commit_error"):
             failed = True
             lines.append(d["commit_error"])
