@@ -1,0 +1,63 @@
+"""Conformance: the unmodified SDK against pachd-lite, asserting what pachd 2.12 answers.
+
+Each test names the pachd source (pachyderm/pachyderm, 2.12) whose behaviour it pins.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pachyderm_sdk.api import pfs, pps
+
+from pachd_lite.pps.datums import Match, compute_datums
+from pachd_lite.pps.spec import apply_defaults, parse_create_pipeline_request
+from tests.fixtures.pachd import unique_name
+from tests.pachd_lite.sdk_helpers import put
+
+
+def test_input_without_project_reads_the_pipelines_project(pachd_client):
+    """src/server/pps/server/api_server.go (validateInput): an input without a project reads the
+    pipeline's project, also when a same-named repo exists in `default`."""
+    project, repo, name = unique_name("proj"), unique_name("data"), unique_name("own")
+    pachd_client.pfs.create_project(project=pfs.Project(name=project))
+    for p in ("default", project):
+        pachd_client.pfs.create_repo(repo=pfs.Repo(name=repo, project=pfs.Project(name=p)))
+    put(pachd_client, repo, {"/from-default": b"d"})
+    spec = {
+        "pipeline": {"name": name, "project": {"name": project}},
+        "input": {"pfs": {"repo": repo, "glob": "/*"}},
+        "transform": {"cmd": ["sh", "-c", "cp /pfs/" + repo + "/* /pfs/out/"]},
+    }
+    pachd_client.pps.create_pipeline_v2(create_pipeline_request_json=json.dumps(spec))
+    with pachd_client.pfs.commit(branch=pfs.Branch.from_uri(f"{project}/{repo}@master")) as c:
+        c.put_file_from_bytes("/from-own", b"o")
+    info = pachd_client.pps.inspect_job(
+        job=pps.Job(pipeline=pps.Pipeline(name=name, project=pfs.Project(name=project)), id=c.id), wait=True
+    )
+    assert info.state == pps.JobState.JOB_SUCCESS, info.reason
+    datums = list(pachd_client.pps.list_datum(job=info.job))
+    paths = [(f.file.commit.repo.project.name, f.file.path) for d in datums for f in d.data]
+    assert paths == [(project, "/from-own")]
+    files = [
+        i.file.path for i in pachd_client.pfs.list_file(file=pfs.File.from_uri(f"{project}/{name}@master:/"))
+    ]
+    assert files == ["/from-own"]
+
+
+def test_input_defaults_are_one_rule_for_spec_and_datums():
+    """src/server/pps/server/api_server.go (validateInput, setInputDefaults): the effective spec and
+    the datums of a raw input agree on the input's project (the pipeline's)."""
+    req = parse_create_pipeline_request(
+        json.dumps({"pipeline": {"name": "p", "project": {"name": "proj"}}, "input": {"pfs": {"repo": "r", "glob": "/*"}},
+                    "transform": {"cmd": ["true"]}})
+    )  # fmt: skip
+    seen = []
+
+    def list_matches(ref, glob):
+        seen.append((ref.project, ref.repo, ref.branch))
+        return [Match(path="/a", hash="00", is_dir=False, size=1)]
+
+    datums = compute_datums(req.input, list_matches, "salt", project="proj")
+    assert seen == [("proj", "r", "master")]
+    assert [(i.project, i.name) for d in datums for i in d.inputs] == [("proj", "r")]
+    assert apply_defaults(req).input.pfs.project == "proj"
