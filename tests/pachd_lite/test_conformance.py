@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 
-from pachyderm_sdk.api import pfs, pps
+import grpc
+import pytest
+from pachyderm_sdk.api import auth, pfs, pps
+from pachyderm_sdk.errors import AuthServiceNotActivated
 
 from pachd_lite.pps.datums import Match, compute_datums
 from pachd_lite.pps.spec import apply_defaults, parse_create_pipeline_request
@@ -61,3 +64,38 @@ def test_input_defaults_are_one_rule_for_spec_and_datums():
     assert seen == [("proj", "r", "master")]
     assert [(i.project, i.name) for d in datums for i in d.inputs] == [("proj", "r")]
     assert apply_defaults(req).input.pfs.project == "proj"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.auth.who_am_i(),
+        lambda c: c.auth.get_roles_for_permission(permission=auth.Permission.REPO_READ),
+        lambda c: c.auth.authorize(
+            resource=auth.Resource(type=auth.ResourceType.CLUSTER), permissions=[auth.Permission.REPO_READ]
+        ),
+        lambda c: c.auth.get_role_binding(resource=auth.Resource(type=auth.ResourceType.CLUSTER)),
+    ],
+    ids=["WhoAmI", "GetRolesForPermission", "Authorize", "GetRoleBinding"],
+)
+def test_auth_api_answers_not_activated(pachd_client, call):
+    """src/auth/auth.go (ErrNotActivated: UNIMPLEMENTED "the auth service is not activated"),
+    src/server/auth/server/api_server.go and src/internal/middleware/auth/interceptor.go (the
+    `authenticated`/`clusterPermissions` checks call WhoAmI/Authorize, which answer it): the SDK
+    raises AuthServiceNotActivated."""
+    with pytest.raises(AuthServiceNotActivated, match="^the auth service is not activated$"):
+        call(pachd_client)
+
+
+def test_auth_not_activated_is_unimplemented_on_the_wire(pachd_server):
+    """src/auth/auth.go: ErrNotActivated is codes.Unimplemented (clients without the SDK's mapping)."""
+    with grpc.insecure_channel(f"{pachd_server.connect_host}:{pachd_server.port}") as channel:
+        who_am_i = channel.unary_unary(
+            "/auth_v2.API/WhoAmI",
+            request_serializer=bytes,
+            response_deserializer=auth.WhoAmIResponse.FromString,
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            who_am_i(auth.WhoAmIRequest(), timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert err.value.details() == "the auth service is not activated"
