@@ -15,7 +15,7 @@ from pachyderm_sdk.errors import AuthServiceNotActivated
 from pachd_lite.pps.datums import Match, compute_datums
 from pachd_lite.pps.spec import apply_defaults, parse_create_pipeline_request
 from tests.fixtures.pachd import unique_name
-from tests.pachd_lite.sdk_helpers import put
+from tests.pachd_lite.sdk_helpers import code_of, create_pipeline, create_repo, job, put
 
 
 def test_input_without_project_reads_the_pipelines_project(pachd_client):
@@ -99,3 +99,17 @@ def test_auth_not_activated_is_unimplemented_on_the_wire(pachd_server):
             who_am_i(auth.WhoAmIRequest(), timeout=10)
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert err.value.details() == "the auth service is not activated"
+
+
+def test_restart_datum_with_a_filter_matching_no_datum(pachd_client):
+    """src/server/pps/server/api_server.go (RestartDatum) and src/server/worker/server/client.go
+    (Cancel): no datum of the job matches the filter -> a plain error (UNKNOWN) naming filter and job."""
+    data, name = create_repo(pachd_client, "data"), unique_name("restart")
+    create_pipeline(pachd_client, name, {"pfs": {"repo": data, "glob": "/*"}}, ["sh", "-c", "true"])
+    commit = put(pachd_client, data, {"/a": b"a", "/b": b"b"})
+    info = job(pachd_client, name, commit.id)
+    assert info.state == pps.JobState.JOB_SUCCESS, info.reason
+    code, msg = code_of(pachd_client.pps.restart_datum, job=info.job, data_filters=["/nope", "/x"])
+    assert code == grpc.StatusCode.UNKNOWN
+    assert msg == f"datum matching filter [/nope /x] could not be found for job ID {commit.id}"
+    pachd_client.pps.restart_datum(job=info.job, data_filters=["/a"])  # a datum of the job matches
