@@ -6,6 +6,7 @@ Each test names the pachd source (pachyderm/pachyderm, 2.12) whose behaviour it 
 from __future__ import annotations
 
 import json
+import time
 
 import grpc
 import pytest
@@ -113,3 +114,30 @@ def test_restart_datum_with_a_filter_matching_no_datum(pachd_client):
     assert code == grpc.StatusCode.UNKNOWN
     assert msg == f"datum matching filter [/nope /x] could not be found for job ID {commit.id}"
     pachd_client.pps.restart_datum(job=info.job, data_filters=["/a"])  # a datum of the job matches
+
+
+def test_delete_job_stops_a_running_job_then_deletes_it(pachd_client, tmp_path):
+    """src/server/pps/server/api_server.go (DeleteJob -> deleteJobInTransaction: stopJob with
+    "job deleted", then the job is deleted): a running job is not refused."""
+    data, name = create_repo(pachd_client, "data"), unique_name("deljob")
+    marker = tmp_path / "started"
+    create_pipeline(
+        pachd_client, name, {"pfs": {"repo": data, "glob": "/"}}, ["sh", "-c", f"touch {marker}; sleep 60"]
+    )
+    commit = put(pachd_client, data, {"/a": b"a"})
+    job_msg = pps.Job(pipeline=pps.Pipeline(name=name), id=commit.id)
+    deadline = time.monotonic() + 30
+    while not marker.exists():  # the user code is running
+        assert time.monotonic() < deadline, "user code never started"
+        time.sleep(0.05)
+    started = time.monotonic()
+    pachd_client.pps.delete_job(job=job_msg)
+    assert not pachd_client.pps.job_exists(job_msg)
+    out = pachd_client.pfs.inspect_commit(
+        commit=pfs.Commit.from_uri(f"{name}@{commit.id}"), wait=pfs.CommitState.FINISHED
+    )
+    assert out.error == "job deleted"
+    assert time.monotonic() - started < 30  # stopped, not waited for
+    time.sleep(1)  # the runner noticed; it must not bring the job back
+    assert not pachd_client.pps.job_exists(job_msg)
+    assert commit.id not in [j.job.id for j in pachd_client.pps.list_job(pipeline=pps.Pipeline(name=name))]
