@@ -31,6 +31,10 @@ class Unimplemented(PachdError):
     pass
 
 
+class Unknown(PachdError):
+    """What pachd answers with a plain (non-status) error: gRPC UNKNOWN with the message."""
+
+
 class DeadlineExceeded(PachdError):
     """The call's deadline passed (or its client left) before the work was done."""
 

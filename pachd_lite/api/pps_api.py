@@ -11,7 +11,7 @@ from betterproto.lib.google.protobuf import Empty
 from pachyderm_sdk.api import pfs, pps
 
 from pachd_lite.api import convert as cv
-from pachd_lite.errors import InvalidArgument, NotFound
+from pachd_lite.errors import InvalidArgument, NotFound, Unknown
 from pachd_lite.pfs import branches, commits, files
 from pachd_lite.pfs.model import BranchRef, PfsContext, RepoRef
 from pachd_lite.pps import jobs as jobs_mod
@@ -393,7 +393,15 @@ class PpsApi:
         return self.datum_info(job, rows[0])
 
     def RestartDatum(self, req: pps.RestartDatumRequest, context: Any) -> Empty:
-        jobs_mod.get_job(self.ctx, *self._job_key(req.job))
+        job = jobs_mod.get_job(self.ctx, *self._job_key(req.job))
+        filters = list(req.data_filters)
+        matching = self._datums_matching(job.project, job.pipeline, job.id, filters)
+        if matching is None:  # no filter: every datum of the job matches (common.MatchDatum)
+            matching = {row["datum_id"] for row in self._datum_rows(job)}
+        if not matching:  # pachd's worker Cancel found no datum: a plain error
+            raise Unknown(
+                f"datum matching filter [{' '.join(filters)}] could not be found for job ID {job.id}"
+            )
         return Empty()  # failed datums are retried by the next job, as after pachd's restart
 
     def _datums_matching(self, project: str, name: str, job_id: str, filters: list[str]) -> set[str] | None:

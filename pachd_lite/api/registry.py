@@ -220,10 +220,25 @@ def _wrap(
     return unary_handler
 
 
+# pachd without auth answers these with auth.ErrNotActivated (UNIMPLEMENTED, this exact message, which
+# the SDK turns into AuthServiceNotActivated): directly, or via its auth interceptor's WhoAmI/Authorize.
+AUTH_NOT_ACTIVATED = "the auth service is not activated"
+_AUTH_ANSWERED_OTHERWISE = {"Activate", "GetOIDCLogin"}  # pachd answers these differently; not served
+
+
+def unserved_message(method: RpcMethod) -> str:
+    """What an RPC pachd-lite does not implement answers (always with UNIMPLEMENTED)."""
+    if method.service == "auth_v2.API" and method.name not in _AUTH_ANSWERED_OTHERWISE:
+        return AUTH_NOT_ACTIVATED
+    return f"pachd-lite does not support {method.path}"
+
+
 def _unimplemented(method: RpcMethod) -> Callable:
+    message = unserved_message(method)
+
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
         log.debug("%s -> UNIMPLEMENTED", method.path)
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, f"pachd-lite does not support {method.path}")
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
 
     if method.kind.endswith("_stream"):
 

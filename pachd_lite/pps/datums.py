@@ -22,8 +22,9 @@ Public API (stable; the PPS core calls it):
     compile_glob(pattern) -> re.Pattern  pachd's glob dialect, re-exported from pachd_lite.pfs.glob
         (GlobFile uses the same one). `glob_replace(pattern, path, template)` expands `$1`/`${1}`
         like ohmyglob's Replace.
-    normalize_pfs_input(pfs) -> pps.PfsInput  the defaults pachd applies (name=repo, branch
-        master, project default, repo_type user).
+    apply_pfs_input_defaults(pfs, project) -> pps.PfsInput  the one place pachd's input defaults
+        are applied (name=repo, branch master, project = `project`, repo_type user); fills `pfs`
+        in place and returns it. normalize_pfs_input(pfs, project) is the same on a copy.
 
 Differences from pachd: inputs marked `reference` do not contribute their file hash to the datum
 hash (see DESIGN/reference notes); a datum repeated across union branches is kept once.
@@ -55,6 +56,7 @@ __all__ = [
     "datum_hash",
     "datum_id",
     "glob_replace",
+    "apply_pfs_input_defaults",
     "normalize_pfs_input",
 ]
 
@@ -158,15 +160,22 @@ def _make_datum(inputs: Sequence[DatumInput], salt: str) -> Datum:
 # --- inputs -> datums ------------------------------------------------------------------------------
 
 
-def normalize_pfs_input(pfs_input: pps.PfsInput) -> pps.PfsInput:
-    """A copy of `pfs_input` with pachd's defaults filled in."""
-    return replace(
-        pfs_input,
-        name=pfs_input.name or pfs_input.repo,
-        branch=pfs_input.branch or "master",
-        project=pfs_input.project or "default",
-        repo_type=pfs_input.repo_type or "user",
-    )
+def apply_pfs_input_defaults(pfs_input: pps.PfsInput, project: str) -> pps.PfsInput:
+    """Fill pachd's defaults into `pfs_input` (in place; returned for chaining).
+
+    `project` is the pipeline's project (an input without one reads its pipeline's project);
+    "default" for a bare input such as ListDatum's dry run.
+    """
+    pfs_input.name = pfs_input.name or pfs_input.repo
+    pfs_input.branch = pfs_input.branch or "master"
+    pfs_input.project = pfs_input.project or project or "default"
+    pfs_input.repo_type = pfs_input.repo_type or "user"
+    return pfs_input
+
+
+def normalize_pfs_input(pfs_input: pps.PfsInput, project: str = "default") -> pps.PfsInput:
+    """A copy of `pfs_input` with pachd's defaults filled in (see apply_pfs_input_defaults)."""
+    return apply_pfs_input_defaults(replace(pfs_input), project)
 
 
 def _has(msg: object) -> bool:
@@ -181,9 +190,10 @@ def compute_datums(
     salt: str,
     *,
     commit_of: Callable[[PfsInputRef], str] | None = None,
+    project: str = "default",
 ) -> list[Datum]:
-    """All datums of `input` (see module docstring)."""
-    rows = _rows(input, list_matches, commit_of)
+    """All datums of `input` (see module docstring); `project` is the pipeline's project."""
+    rows = _rows(input, list_matches, commit_of, project)
     seen: set[str] = set()
     datums: list[Datum] = []
     for row in rows:
@@ -202,12 +212,13 @@ def _rows(
     input: pps.Input,
     list_matches: Callable[[PfsInputRef, str], list[Match]],
     commit_of: Callable[[PfsInputRef], str] | None,
+    project: str,
 ) -> list[Row]:
     def _sub(children: list[pps.Input]) -> list[list[Row]]:
-        return [_rows(c, list_matches, commit_of) for c in children]
+        return [_rows(c, list_matches, commit_of, project) for c in children]
 
     if _has(input.pfs):
-        return _pfs_rows(input.pfs, list_matches, commit_of)
+        return _pfs_rows(input.pfs, list_matches, commit_of, project)
     if input.cross:
         return [
             tuple(itertools.chain.from_iterable(combo)) for combo in itertools.product(*_sub(input.cross))
@@ -227,8 +238,9 @@ def _pfs_rows(
     pfs_input: pps.PfsInput,
     list_matches: Callable[[PfsInputRef, str], list[Match]],
     commit_of: Callable[[PfsInputRef], str] | None,
+    project: str,
 ) -> list[Row]:
-    p = normalize_pfs_input(pfs_input)
+    p = normalize_pfs_input(pfs_input, project)
     ref = PfsInputRef(name=p.name, project=p.project, repo=p.repo, branch=p.branch, repo_type=p.repo_type)
     if commit_of is not None:
         ref = replace(ref, commit=commit_of(ref))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pachyderm_sdk.api import pps
 
-from pachd_lite.errors import FailedPrecondition, NotFound
+from pachd_lite.errors import NotFound
 from pachd_lite.pfs import commits
 from pachd_lite.pfs.model import META, USER, PfsContext
 
@@ -218,8 +218,10 @@ def stop_job(ctx: PfsContext, project: str, pipeline: str, job_id: str, reason: 
 def delete_job(ctx: PfsContext, project: str, pipeline: str, job_id: str) -> None:
     with ctx.db.tx() as conn:
         job = require_job(conn, project, pipeline, job_id)
-        if not job.terminal:
-            raise FailedPrecondition(f"cannot delete job {job}: it is still running (stop it first)")
+        if (
+            not job.terminal
+        ):  # as pachd: stop it (KILLED, output commit finished with the reason), then delete
+            end_job(ctx, conn, job, KILLED, "job deleted")
         for table in ("datums", "datum_outputs", "logs"):
             conn.execute(
                 f"DELETE FROM {table} WHERE project = ? AND pipeline = ? AND job_id = ?",

@@ -24,6 +24,7 @@ from pachd_lite.pfs.model import META, SPEC, USER, BranchRef, PfsContext, RepoRe
 from pachd_lite.pfs.names import new_commit_set_id, new_id
 from pachd_lite.pps import jobs
 from pachd_lite.pps import secrets as pipeline_secrets
+from pachd_lite.pps.datums import normalize_pfs_input
 from pachd_lite.pps.spec import (
     apply_defaults,
     effective_spec_json,
@@ -130,9 +131,8 @@ def input_branches(spec: pps.CreatePipelineRequest) -> list[BranchRef]:
         if inp is None:
             return
         if inp.pfs is not None and inp.pfs.repo:
-            p = inp.pfs
-            repo = RepoRef(p.project or spec.pipeline.project.name or "default", p.repo, p.repo_type or USER)
-            out[BranchRef(repo, p.branch or "master")] = None
+            p = normalize_pfs_input(inp.pfs, spec.pipeline.project.name)
+            out[BranchRef(RepoRef(p.project, p.repo, p.repo_type), p.branch)] = None
         for child in [*inp.cross, *inp.union, *inp.join, *inp.group]:
             walk(child)
 

@@ -352,7 +352,11 @@ class JobRunner:
             ]
 
         return compute_datums(
-            record.spec.input, list_matches, record.salt, commit_of=lambda ref: commit_row(ref)["commit_set"]
+            record.spec.input,
+            list_matches,
+            record.salt,
+            commit_of=lambda ref: commit_row(ref)["commit_set"],
+            project=record.project,
         )
 
     def _base_job(self, spec: pps.CreatePipelineRequest) -> jobs.JobRecord | None:

@@ -36,6 +36,7 @@ import betterproto
 from pachyderm_sdk.api import pfs, pps
 
 from pachd_lite.errors import InvalidArgument
+from pachd_lite.pps.datums import apply_pfs_input_defaults
 
 __all__ = [
     "SpecError",
@@ -641,10 +642,7 @@ def apply_defaults(req: pps.CreatePipelineRequest) -> pps.CreatePipelineRequest:
     if not eff.reprocess_spec:
         eff.reprocess_spec = "until_success"
     for _path, p in _pfs_inputs(eff.input, "input"):
-        p.name = p.name or p.repo
-        p.branch = p.branch or "master"
-        p.project = p.project or project
-        p.repo_type = p.repo_type or "user"
+        apply_pfs_input_defaults(p, project)
     return eff
 
 

@@ -108,5 +108,5 @@ def test_failed_preconditions(pachd_client, repo):
 def test_unsupported_methods_say_so(pachd_client):
     code, msg = code_of(pachd_client.pps.run_pipeline, pipeline=pps.Pipeline(name="x"))
     assert code == grpc.StatusCode.UNIMPLEMENTED
-    code, msg = code_of(pachd_client.auth.who_am_i)
+    code, msg = code_of(pachd_client.auth.activate)
     assert code == grpc.StatusCode.UNIMPLEMENTED and "pachd-lite does not support" in msg
