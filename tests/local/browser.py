@@ -38,6 +38,16 @@ def find_chromium() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
+def chromium_or_skip() -> tuple[str, str]:
+    """(chromium, chromedriver), or skip the test with the command that installs them."""
+    import pytest
+
+    found = find_chromium()
+    if found is None:
+        pytest.skip(f"Chromium/chromedriver not installed (install with: {INSTALL_HINT})")
+    return found
+
+
 def _http(method: str, url: str, body: dict | None = None, timeout: float = 60) -> dict:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(

@@ -24,7 +24,7 @@ from pachflow_tools.local.airflow_env import airflow_environment, connections
 from pachflow_tools.local.airflow_ui_env import executor_parallelism, ui_environment
 from pachflow_tools.local.ports import find_free_port
 from pachflow_tools.local.settings import LocalSettings
-from tests.local.browser import INSTALL_HINT, HeadlessChromium, find_chromium
+from tests.local.browser import HeadlessChromium, chromium_or_skip
 from tests.local.conftest import LocalCli
 
 # What a user has in their shell; ALL_ADMINS also spares the browser a login.
@@ -159,10 +159,7 @@ def test_users_settings_reach_every_process_and_only_loopback_listens(ui_stack):
 
 @pytest.fixture(scope="module")
 def chromium() -> tuple[str, str]:
-    found = find_chromium()
-    if found is None:
-        pytest.skip(f"Chromium/chromedriver not installed (install with: {INSTALL_HINT})")
-    return found
+    return chromium_or_skip()
 
 
 @pytest.mark.timeout(600)

@@ -22,7 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.local.browser import INSTALL_HINT, AirflowApiServer, HeadlessChromium, find_chromium
+from tests.local.browser import (
+    AirflowApiServer,
+    HeadlessChromium,
+    chromium_or_skip,
+)
 
 LINK_NAME = "MLflow run"
 DEMO_STATE_ENV = "PACHFLOW_LOCAL_DIR"  # the local stack whose demo run is checked
@@ -52,10 +56,7 @@ with DAG("browser_link_check", schedule=None, start_date=pendulum.datetime(2026,
 
 @pytest.fixture(scope="module")
 def chromium() -> tuple[str, str]:
-    found = find_chromium()
-    if found is None:
-        pytest.skip(f"Chromium/chromedriver not installed (install with: {INSTALL_HINT})")
-    return found
+    return chromium_or_skip()
 
 
 def _airflow_env(airflow_home: Path, dags_folder: Path) -> dict[str, str]:

@@ -12,17 +12,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-
-from tests.local.browser import INSTALL_HINT, HeadlessChromium, find_chromium
+from tests.local.browser import HeadlessChromium, chromium_or_skip
 from tests.ui.server import ApiServer
-
-
-def chromium_or_skip() -> tuple[str, str]:
-    found = find_chromium()
-    if found is None:
-        pytest.skip(f"Chromium/chromedriver not installed (install with: {INSTALL_HINT})")
-    return found
 
 
 def frame_text(page: HeadlessChromium, needle: str, timeout: float = 90) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -17,7 +16,8 @@ from mlflow import MlflowClient
 
 from pachflow.contract import node_id
 from pachflow.lineage import lineage_for_run
-from tests.local.browser import INSTALL_HINT, HeadlessChromium, find_chromium
+from tests.local.browser import HeadlessChromium, chromium_or_skip
+from tests.ui.lineage_tab import frame_text
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -164,29 +164,7 @@ def test_dag_run_tab_draws_every_node_offline(api_server, recorded, mlflow_serve
 
 @pytest.fixture(scope="module")
 def chromium() -> tuple[str, str]:
-    found = find_chromium()
-    if found is None:
-        pytest.skip(f"Chromium/chromedriver not installed (install with: {INSTALL_HINT})")
-    return found
-
-
-def _frame_text(page: HeadlessChromium, needle: str, timeout: float = 90) -> str:
-    """Text of the plugin's iframe once it contains ``needle``."""
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
-        page._call("POST", "/frame/parent", {})
-        frames = page._call("POST", "/elements", {"using": "css selector", "value": "iframe"})
-        if frames:
-            page._call("POST", "/frame", {"id": frames[0]})  # type: ignore[index]
-            text = page.page_text()
-            if needle in text:
-                return text
-        time.sleep(1)
-    page._call("POST", "/frame/parent", {})
-    raise AssertionError(
-        f"no iframe showing {needle!r}; page text:\n{page.page_text()[:2000]}\nframe:\n{text[:2000]}"
-    )
+    return chromium_or_skip()
 
 
 def test_lineage_tab_of_a_dag_run_in_the_airflow_ui(chromium, api_server, recorded, tmp_path):
@@ -202,7 +180,7 @@ def test_lineage_tab_of_a_dag_run_in_the_airflow_ui(chromium, api_server, record
         page.open(
             f"{api_server.url}/dags/{recorded.dag_id}/runs/{recorded.run_id}/plugin/pachflow-lineage-run"
         )
-        text = _frame_text(page, f"MLflow run {rec['mlflow_run_id']}")
+        text = frame_text(page, f"MLflow run {rec['mlflow_run_id']}")
         for node in rec["graph"]["nodes"]:
             if node["kind"] == "commit":
                 assert f"{node['repo']}@{node['commit']}" in text.replace(f"{node['project']}/", ""), node[
