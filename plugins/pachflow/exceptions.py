@@ -9,6 +9,16 @@ No Airflow import here: the worker side (``pachflow.worker``) raises these too.
 from __future__ import annotations
 
 
+def one_line(err: BaseException) -> str:
+    """An error as one line: ``CODE: details`` for a gRPC error, else the first line of its message."""
+    import grpc
+
+    if isinstance(err, grpc.RpcError) and hasattr(err, "code"):
+        return f"{err.code().name}: {err.details()}"
+    message = str(getattr(err, "message", None) or err).strip()
+    return message.splitlines()[0] if message else type(err).__name__
+
+
 class PachflowError(Exception):
     """Base of every pachflow error."""
 

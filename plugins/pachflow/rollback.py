@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pachflow.exceptions import ConfigurationError, LineageError, RollbackError
+from pachflow.exceptions import ConfigurationError, LineageError, RollbackError, one_line
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -552,7 +552,7 @@ class _Steps:
             action()
             return True
         except Exception as err:
-            self.not_undone.append(f"{what} (undo failed: {_short(err)})")
+            self.not_undone.append(f"{what} (undo failed: {one_line(err)})")
             return False
 
     def failure_message(self, failed: _StepFailed) -> str:
@@ -564,7 +564,7 @@ class _Steps:
         }[failed.name]
         head = (
             f"rollback of {plan.model_name}@{plan.alias} to version {plan.to_version} "
-            f"(run {plan.mlflow_run_id}) failed while {what}: {_short(failed.__cause__ or failed)}"
+            f"(run {plan.mlflow_run_id}) failed while {what}: {one_line(failed.__cause__ or failed)}"
         )
         changed, unchanged = self._state()
         parts = [head]
@@ -591,13 +591,13 @@ class _Steps:
             else:
                 changed.append(f"{label} on version {now} (was {plan.from_version})")
         except Exception as err:
-            changed.append(f"alias {plan.model_name}@{plan.alias}: state unknown ({_short(err)})")
+            changed.append(f"alias {plan.model_name}@{plan.alias}: state unknown ({one_line(err)})")
         if plan.moves and self.client is not None:
             try:
                 heads = _heads(self.client, plan.moves)
             except Exception as err:
                 changed.append(
-                    f"branches {', '.join(m.name for m in plan.moves)}: state unknown ({_short(err)})"
+                    f"branches {', '.join(m.name for m in plan.moves)}: state unknown ({one_line(err)})"
                 )
             else:
                 for m in plan.moves:
@@ -611,15 +611,6 @@ class _Steps:
                         )
         changed += self.not_undone
         return changed, unchanged
-
-
-def _short(err: BaseException) -> str:
-    import grpc
-
-    if isinstance(err, grpc.RpcError) and hasattr(err, "code"):
-        return f"{err.code().name}: {err.details()}"
-    message = getattr(err, "message", None) or str(err)
-    return str(message).strip().splitlines()[0] if str(message).strip() else type(err).__name__
 
 
 def dry_run_result(plan: RollbackPlan) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseHook
 
-from pachflow.exceptions import PachydermConnectionError
+from pachflow.exceptions import PachydermConnectionError, one_line
 
 if TYPE_CHECKING:
     from pachyderm_sdk import Client
@@ -273,7 +273,7 @@ class PachydermHook(BaseHook):
             version = self.call(self.client.get_version)
         except Exception as err:
             raise PachydermConnectionError(
-                f"Cannot reach pachd at {self.address} ({self.endpoint.source}): {_short(err)}"
+                f"Cannot reach pachd at {self.address} ({self.endpoint.source}): {one_line(err)}"
             ) from err
         self._checked_version = f"{version.major}.{version.minor}.{version.micro}{version.additional}"
         return self._checked_version
@@ -290,7 +290,7 @@ class PachydermHook(BaseHook):
         try:
             version = self.check_connection()
         except PachydermConnectionError as err:
-            return False, f"Cannot reach pachd at {endpoint.address}: {_short(err.__cause__ or err)}"
+            return False, f"Cannot reach pachd at {endpoint.address}: {one_line(err.__cause__ or err)}"
         return True, f"Connected to pachd {version} at {endpoint.address}"
 
     def close(self) -> None:
@@ -306,11 +306,3 @@ def _as_bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
     return bool(value)
-
-
-def _short(err: BaseException) -> str:
-    import grpc
-
-    if isinstance(err, grpc.RpcError) and hasattr(err, "code"):
-        return f"{err.code().name}: {err.details()}"
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

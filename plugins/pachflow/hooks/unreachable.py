@@ -22,13 +22,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def unreachable_reason(err: BaseException, conn_id: str | None = None) -> str | None:
     """The failure message when ``err`` means pachd or MLflow could not be reached, else None."""
-    from pachflow.hooks.pachyderm import _short, is_transient
+    from pachflow.exceptions import one_line
+    from pachflow.hooks.pachyderm import is_transient
 
     if isinstance(err, PachydermConnectionError):
         return str(err)
     if is_transient(err):  # a pachd call whose retries ran out
         where = f" at {_address(conn_id)} (connection {conn_id!r})" if conn_id else ""
-        return f"pachd{where} stayed unavailable through {TASK_RETRY_SECONDS:g} s of retries: {_short(err)}"
+        return f"pachd{where} stayed unavailable through {TASK_RETRY_SECONDS:g} s of retries: {one_line(err)}"
     if _is_mlflow_connection_error(err):
         return str(err).strip().splitlines()[0]  # "API request to <url> failed with exception ..."
     return None

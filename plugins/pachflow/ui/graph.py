@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from pachflow.exceptions import LineageError
+from pachflow.exceptions import LineageError, one_line
 from pachflow.links import console_commit_url, mlflow_run_url
 from pachflow.ui.queries import Lookup
 
@@ -129,7 +129,7 @@ def enrich(services: Services, record: dict[str, Any]) -> dict[str, Any]:
                 node["details"] = _version_details(services, node, registered)
                 node["url"] = node["details"].get("url", "")
         except Exception as err:  # one unreadable node must not hide the rest of the graph
-            node["details"] = {"error": scrub_text(_short(err))}
+            node["details"] = {"error": scrub_text(one_line(err))}
             node.setdefault("url", "")
     rec["model_aliases"] = registered
     return scrub(rec)
@@ -260,13 +260,3 @@ def _iso_ms(ms: int | None) -> str | None:
     from datetime import UTC
 
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
-
-
-def _short(err: BaseException) -> str:
-    import grpc
-
-    if isinstance(err, grpc.RpcError) and hasattr(err, "code"):
-        return f"{err.code().name}: {err.details()}"
-    message = getattr(err, "message", None) or str(err)
-    text = str(message).strip()
-    return text.splitlines()[0] if text else type(err).__name__
