@@ -203,17 +203,6 @@ def describe_error(err: BaseException, args: argparse.Namespace) -> str:
     raise err
 
 
-def parse_commit_ref(text: str, flag: str) -> tuple[str | None, str, str]:
-    """``[project/]repo@ref`` (ref: a commit id or a branch) -> (project or None, repo, ref)."""
-    if "@" not in text:
-        raise ValueError(f"{flag} {text!r}: expected REPO@COMMIT_ID or PROJECT/REPO@COMMIT_ID")
-    left, ref = text.rsplit("@", 1)
-    project, _, repo = left.rpartition("/")
-    if not repo or not ref:
-        raise ValueError(f"{flag} {text!r}: expected REPO@COMMIT_ID or PROJECT/REPO@COMMIT_ID")
-    return project or None, repo, ref
-
-
 def resolve_commit(client: Any, project: str, repo: str, ref: str, args: argparse.Namespace) -> str:
     """The commit id ``ref`` names in ``project/repo`` (a branch gives its head); a missing project,
     repo, branch or commit is a PachydermNotFound saying which one."""

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from pachflow.settings import parse_commit_ref
 from pachflow_tools import cli_clients
 
 
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_commit(text: str) -> tuple[str | None, str, str]:
     """``[project/]repo@id`` -> (project, repo, id)."""
-    return cli_clients.parse_commit_ref(text, "--commit")
+    return parse_commit_ref(text, "--commit")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from pachflow.settings import parse_commit_ref
 from pachflow_tools import cli_clients
 
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        project, repo, ref = cli_clients.parse_commit_ref(args.commit, "commit")
+        project, repo, ref = parse_commit_ref(args.commit, "commit")
         if project:
             args.project = project
         client, project, _ = cli_clients.pachyderm(args)

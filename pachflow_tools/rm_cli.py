@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pachflow.settings import parse_commit_ref
 from pachflow_tools import cli_clients
 
 
@@ -32,7 +33,7 @@ def parse_target(text: str) -> tuple[str | None, str, str, str]:
     ref, sep, path = text.partition(":")
     if not sep or not path.startswith("/") or path == "/":
         raise ValueError(f"{text!r}: expected [PROJECT/]REPO@BRANCH:/PATH (e.g. raw_data@master:/junk.csv)")
-    project, repo, branch = cli_clients.parse_commit_ref(ref, "path")
+    project, repo, branch = parse_commit_ref(ref, "path")
     return project, repo, branch, path
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from pachflow.settings import parse_commit_ref
 from pachflow_tools import cli_clients
 
 
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             project = args.project or (None if args.pachd_address else conn_project)
         to_commit = args.to_commit
         if to_commit:  # an unknown repo, branch or commit: say which, before any search
-            given_project, repo, ref = cli_clients.parse_commit_ref(to_commit, "--to-commit")
+            given_project, repo, ref = parse_commit_ref(to_commit, "--to-commit")
             where = given_project or project or conn_project
             to_commit = f"{where}/{repo}@{cli_clients.resolve_commit(client, where, repo, ref, args)}"
         plan = plan_rollback(

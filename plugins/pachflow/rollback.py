@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pachflow.exceptions import ConfigurationError, LineageError, RollbackError, one_line
+from pachflow.settings import parse_commit_ref
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -180,22 +181,13 @@ def plan_rollback(
     )
 
 
-def parse_commit(text: str) -> tuple[str | None, str, str]:
-    """``[project/]repo@id`` -> (project or None, repo, id)."""
-    left, at, commit_id = text.strip().rpartition("@")
-    project, _, repo = left.rpartition("/")
-    if not at or not repo or not commit_id:
-        raise ConfigurationError(f"to_commit {text!r}: expected [PROJECT/]REPO@COMMIT_ID")
-    return project or None, repo, commit_id
-
-
 def _run_of_commit(
     mlflow_client: Any, client: Any, to_commit: str, project: str | None, model_name: str
 ) -> tuple[str, str]:
     """The one training run of ``model_name`` behind ``to_commit``, and the project it names."""
     from pachflow.lineage import commit_metadata, lineage_for_commit
 
-    commit_project, repo, commit_id = parse_commit(to_commit)
+    commit_project, repo, commit_id = parse_commit_ref(to_commit, "to_commit")
     if commit_project and project and commit_project != project:
         raise ConfigurationError(
             f"to_commit {to_commit!r} names project {commit_project!r} but project is {project!r}"
@@ -623,7 +615,6 @@ __all__ = [
     "RollbackPlan",
     "apply_rollback",
     "dry_run_result",
-    "parse_commit",
     "plan_rollback",
     "rollback",
     "source_commits",

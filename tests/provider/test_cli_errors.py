@@ -22,7 +22,7 @@ def _restore_mlflow_http_settings(monkeypatch):
 
 def test_lineage_rejects_a_malformed_commit(capsys):
     assert lineage_cli.main(["--commit", "no-at-sign", "--no-pachyderm", "--tracking-uri", "http://x"]) == 1
-    assert "expected REPO@COMMIT_ID" in capsys.readouterr().err
+    assert "expected [PROJECT/]REPO@COMMIT_ID" in capsys.readouterr().err
 
 
 def test_unknown_run_id_names_the_mlflow_server(mlflow_server, capsys):

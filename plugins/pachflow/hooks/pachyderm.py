@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.sdk import BaseHook
 
 from pachflow.exceptions import PachydermConnectionError, one_line
+from pachflow.settings import as_bool
 
 if TYPE_CHECKING:
     from pachyderm_sdk import Client
@@ -149,7 +150,7 @@ class PachydermHook(BaseHook):
             return PachdEndpoint(
                 host=host,
                 port=port,
-                tls=_as_bool(extra.get("tls")),
+                tls=as_bool("connection extra tls", extra.get("tls")),
                 auth_token=token,
                 project=project,
                 source=f"connection {self.pachyderm_conn_id!r} via Kubernetes {extra['kubernetes_conn_id']!r}",
@@ -157,7 +158,7 @@ class PachydermHook(BaseHook):
             )
         if not conn.host:
             raise PachydermConnectionError(f"Airflow connection {self.pachyderm_conn_id!r} has no host")
-        host, port, tls = conn.host, conn.port, _as_bool(extra.get("tls"))
+        host, port, tls = conn.host, conn.port, as_bool("connection extra tls", extra.get("tls"))
         if "://" in host:  # a full address typed into the host field
             host, parsed_port, parsed_tls = parse_pachd_address(host)
             port, tls = port or parsed_port, tls or parsed_tls
@@ -300,9 +301,3 @@ class PachydermHook(BaseHook):
             channel = getattr(client, "_channel", None)
             if channel is not None:
                 channel.close()
-
-
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)

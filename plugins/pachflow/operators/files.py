@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from pachflow.exceptions import ConfigurationError, InvalidInputFile
 from pachflow.hooks.unreachable import no_retry_when_unreachable
 from pachflow.links import PachydermCommitLink
+from pachflow.settings import as_bool
 
 
 class PachydermPutFilesOperator(BaseOperator):
@@ -205,7 +206,9 @@ class PachydermPutFilesOperator(BaseOperator):
                 self.log.info("Created repo %s/%s", project, repo)
             description = f"pachflow: {len(items)} files from {targets[repo]} ({run})"
             uploads.append(RepoUpload(pfs.Branch(repo=ref, name=self.branch), items, description))
-        result = push_commit_set(client, uploads, force=_truthy(self.force), checksum=_truthy(self.checksum))
+        result = push_commit_set(
+            client, uploads, force=as_bool("force", self.force), checksum=as_bool("checksum", self.checksum)
+        )
         self._ol = {"ns": namespace(hook.endpoint.host, hook.endpoint.port), "project": project}
         where = ", ".join(f"{project}/{repo}@{self.branch}" for repo in targets)
         if result.commit_id is None:
@@ -289,9 +292,3 @@ def _check_targets(
             "or files={repo: source}"
         )
     return None
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)

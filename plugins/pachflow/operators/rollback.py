@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator, Context
 from pachflow.exceptions import ConfigurationError
 from pachflow.hooks.unreachable import no_retry_when_unreachable
 from pachflow.links import MLflowRunLink
+from pachflow.settings import as_bool
 
 _EMPTY = ("", "None", "none", "null")
 
@@ -116,7 +117,7 @@ class PachydermRollbackOperator(BaseOperator):
                 f"give exactly one of to_run_id or to_commit; rendered to_run_id={self.to_run_id!r}, "
                 f"to_commit={self.to_commit!r}"
             )
-        data, dry_run = _as_bool("data", self.data), _as_bool("dry_run", self.dry_run)
+        data, dry_run = as_bool("data", self.data), as_bool("dry_run", self.dry_run)
         mlflow_hook = MLflowHook(self.mlflow_conn_id)
         mlflow_client = mlflow_hook.get_conn()
         client, project = None, _blank_to_none(self.project)
@@ -178,14 +179,3 @@ def _blank_to_none(value: Any) -> str | None:
     if value is None or str(value).strip() in _EMPTY:
         return None
     return str(value).strip()
-
-
-def _as_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off", "", "none"):
-        return False
-    raise ConfigurationError(f"{name} must be true or false, got {value!r}")
