@@ -14,8 +14,8 @@ from pachd_lite.api import convert as cv
 from pachd_lite.errors import InvalidArgument, NotFound, Unknown
 from pachd_lite.pfs import branches, commits, files
 from pachd_lite.pfs.model import BranchRef, PfsContext, RepoRef
-from pachd_lite.pps import jobs as jobs_mod
 from pachd_lite.pps import cron, pipelines, secrets
+from pachd_lite.pps import jobs as jobs_mod
 from pachd_lite.pps.create_datum import stream_datums
 from pachd_lite.pps.datums import Match, PfsInputRef, compute_datums
 from pachd_lite.pps.logs import LogStore
@@ -390,7 +390,9 @@ class PpsApi:
                 ],
             )
 
-    def CreateDatum(self, requests: Iterator[pps.CreateDatumRequest], context: Any) -> Iterator[pps.DatumInfo]:
+    def CreateDatum(
+        self, requests: Iterator[pps.CreateDatumRequest], context: Any
+    ) -> Iterator[pps.DatumInfo]:
         yield from stream_datums(requests, self._dry_run_datums)
 
     def InspectDatum(self, req: pps.InspectDatumRequest, context: Any) -> pps.DatumInfo:

@@ -52,7 +52,9 @@ def latest_tick(ctx: PfsContext, project: str, cron: pps.CronInput) -> datetime:
     """The later of `start` and the newest tick file in the repo (pachd's getLatestCronTime)."""
     start = cron.start.astimezone(UTC)
     try:
-        infos = files.list_file(ctx, CommitRef(RepoRef(cron.project or project, cron.repo), branch="master"), "/")
+        infos = files.list_file(
+            ctx, CommitRef(RepoRef(cron.project or project, cron.repo), branch="master"), "/"
+        )
     except NotFound:  # no tick yet: the branch has no commit
         return start
     ticks = [t for t in (parse_tick_name(i.path.strip("/")) for i in infos) if t is not None]
@@ -94,7 +96,9 @@ class CronTicker:
             del self._state[key]
         return made
 
-    def _tick_input(self, key: tuple[str, str, int, str], project: str, cron: pps.CronInput, now: datetime) -> int:
+    def _tick_input(
+        self, key: tuple[str, str, int, str], project: str, cron: pps.CronInput, now: datetime
+    ) -> int:
         state = self._state.get(key)
         if state is None:
             state = _State(parse_schedule(cron.spec), latest_tick(self.ctx, project, cron))

@@ -31,8 +31,8 @@ from pachd_lite.errors import NotFound
 from pachd_lite.pfs import commits, files
 from pachd_lite.pfs.model import PfsContext
 from pachd_lite.pps import jobs, sandboxes
-from pachd_lite.pps.cron import CronTicker
 from pachd_lite.pps import secrets as pipeline_secrets
+from pachd_lite.pps.cron import CronTicker
 from pachd_lite.pps.datums import Datum, Match, PfsInputRef, compute_datums, datum_env
 from pachd_lite.pps.logs import LogStore
 from pachd_lite.pps.outputs import OutputError, collect_outputs

@@ -5,6 +5,7 @@ Each test names the pachd source (pachyderm/pachyderm, 2.12) whose behaviour it 
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
@@ -148,7 +149,9 @@ def test_delete_job_stops_a_running_job_then_deletes_it(pachd_client, tmp_path):
 # --- cron and CreateDatum ---
 
 
-def _create_datum_batches(client, input_spec: pps.Input, first: int, then: list[int]) -> list[list[pps.DatumInfo]]:
+def _create_datum_batches(
+    client, input_spec: pps.Input, first: int, then: list[int]
+) -> list[list[pps.DatumInfo]]:
     """The SDK's generate_datums (CreateDatum): the first batch, then one batch per `then` size."""
     stream = client.pps.generate_datums(input_spec=input_spec, batch_size=first)
     batches = [next(stream)]
@@ -217,7 +220,9 @@ def test_create_datum_errors(pachd_client):
     cron = pps.Input(cron=pps.CronInput(name="tick", spec="@every 1h"))
     code, msg = call(pps.CreateDatumRequest(start=pps.StartCreateDatumRequest(input=cron)))
     assert code == grpc.StatusCode.UNKNOWN
-    assert "can't create datums with a cron input, there will be no datums until the pipeline is created" in msg
+    assert (
+        "can't create datums with a cron input, there will be no datums until the pipeline is created" in msg
+    )
     missing = pps.Input(pfs=pps.PfsInput(repo=unique_name("nope"), glob="/*"))
     code, msg = call(pps.CreateDatumRequest(start=pps.StartCreateDatumRequest(input=missing)))
     assert code == grpc.StatusCode.NOT_FOUND, msg
@@ -231,6 +236,12 @@ def _cron_pipeline(client, name: str, crons: list[dict], cmd: str = "true") -> N
 
 def _tick_files(client, repo: str, commit: str = "master") -> list[str]:
     return [i.file.path for i in client.pfs.list_file(file=pfs.File.from_uri(f"{repo}@{commit}:/"))]
+
+
+def _gaps(tick_files: list[str]) -> list[float]:
+    """Seconds between consecutive tick files ("/2024-01-02T03:04:05Z")."""
+    stamps = [datetime.fromisoformat(p[1:].replace("Z", "+00:00")) for p in tick_files]
+    return [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
 
 
 def test_run_cron_without_a_cron_input(pachd_client):
@@ -278,7 +289,9 @@ def test_cron_input_repo_and_run_cron_ticks(pachd_client):
         head = pachd_client.pfs.inspect_commit(commit=pfs.Commit.from_uri(f"{last}@master"))
         done = job(pachd_client, name, head.commit.id)
         assert done.state == pps.JobState.JOB_SUCCESS, done.reason
-        outputs = [i.file.path for i in pachd_client.pfs.list_file(file=pfs.File.from_uri(f"{name}@master:/"))]
+        outputs = [
+            i.file.path for i in pachd_client.pfs.list_file(file=pfs.File.from_uri(f"{name}@master:/"))
+        ]
         assert outputs == [f"{k}+{kept[1][1:]}" for k in kept]  # cross: each kept tick with the last one
     finally:
         pachd_client.pps.delete_pipeline(pipeline=pps.Pipeline(name=name), force=True)
@@ -300,8 +313,7 @@ def test_cron_input_ticks_on_its_schedule(pachd_client):
         pachd_client.pps.stop_pipeline(pipeline=pps.Pipeline(name=name))
     try:
         files = _tick_files(pachd_client, f"{name}_tick")
-        stamps = [datetime.fromisoformat(p[1:].replace("Z", "+00:00")) for p in files]
-        assert [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])] == [1.0] * (len(stamps) - 1)
+        assert _gaps(files) == [1.0] * (len(files) - 1)  # one tick per second, none skipped
         jobs = list(pachd_client.pps.list_job(pipeline=pps.Pipeline(name=name)))
         assert len(jobs) >= 3  # the creation's job plus one per tick (at least the first two)
     finally:
@@ -353,8 +365,10 @@ def test_cron_ticks_survive_a_restart_without_repeats(pachd_factory):
         time.sleep(0.2)
     client.pps.stop_pipeline(pipeline=pps.Pipeline(name=name))
     files = _tick_files(client, repo)
-    stamps = [datetime.fromisoformat(p[1:].replace("Z", "+00:00")) for p in files]
-    assert [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])] == [1.0] * (len(stamps) - 1)
-    counts = [len(_tick_files(client, repo, c.commit.id)) for c in client.pfs.list_commit(repo=pfs.Repo.from_uri(repo))]
+    assert _gaps(files) == [1.0] * (len(files) - 1)  # one tick per second, none skipped
+    counts = [
+        len(_tick_files(client, repo, c.commit.id))
+        for c in client.pfs.list_commit(repo=pfs.Repo.from_uri(repo))
+    ]
     counts = sorted(n for n in counts if n)  # the branch's first commit is empty
     assert counts == list(range(1, len(files) + 1))  # each tick commit added one file: none made twice
