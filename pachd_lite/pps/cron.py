@@ -17,6 +17,7 @@ Public API:
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -32,6 +33,7 @@ from pachd_lite.pps.spec import cron_inputs
 log = logging.getLogger(__name__)
 
 MAX_TICKS_PER_PASS = 100  # a long catch-up continues on the next pass instead of blocking the loop
+MIN_CHECK_INTERVAL = 0.25  # seconds: the scheduler loop also wakes on every database change
 
 
 def write_tick(ctx: PfsContext, project: str, cron: pps.CronInput, when: datetime) -> None:
@@ -77,9 +79,15 @@ class CronTicker:
     def __init__(self, ctx: PfsContext) -> None:
         self.ctx = ctx
         self._state: dict[tuple[str, str, int, str], _State] = {}
+        self._failing: set[tuple[str, str, int, str]] = set()
+        self._last_check = 0.0
 
     def tick_due(self, now: datetime | None = None) -> int:
-        now = now or datetime.now(UTC)
+        if now is None:
+            if time.monotonic() - self._last_check < MIN_CHECK_INTERVAL:
+                return 0
+            self._last_check = time.monotonic()
+            now = datetime.now(UTC)
         made = 0
         live: set[tuple[str, str, int, str]] = set()
         for record in pipelines.list_pipelines(self.ctx):
@@ -90,8 +98,12 @@ class CronTicker:
                 live.add(key)
                 try:
                     made += self._tick_input(key, record.project, cron, now)
+                    self._failing.discard(key)
                 except Exception:  # one broken input must not stop the others or the scheduler
-                    log.exception("cron input %s of pipeline %s: tick failed", cron.name, record)
+                    if key not in self._failing:  # once, not every pass
+                        log.exception("cron input %s of pipeline %s: tick failed", cron.name, record)
+                    self._failing.add(key)
+        self._failing &= live
         for key in set(self._state) - live:  # deleted, updated or stopped: re-read when back
             del self._state[key]
         return made

@@ -364,6 +364,7 @@ def test_cron_ticks_survive_a_restart_without_repeats(pachd_factory):
         assert time.monotonic() < deadline, "no ticks after the restart"
         time.sleep(0.2)
     client.pps.stop_pipeline(pipeline=pps.Pipeline(name=name))
+    time.sleep(1)  # a tick pass that began before the stop has ended
     files = _tick_files(client, repo)
     assert _gaps(files) == [1.0] * (len(files) - 1)  # one tick per second, none skipped
     counts = [
