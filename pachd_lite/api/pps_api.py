@@ -14,8 +14,9 @@ from pachd_lite.api import convert as cv
 from pachd_lite.errors import InvalidArgument, NotFound, Unknown
 from pachd_lite.pfs import branches, commits, files
 from pachd_lite.pfs.model import BranchRef, PfsContext, RepoRef
+from pachd_lite.pps import cron, pipelines, secrets
 from pachd_lite.pps import jobs as jobs_mod
-from pachd_lite.pps import pipelines, secrets
+from pachd_lite.pps.create_datum import stream_datums
 from pachd_lite.pps.datums import Match, PfsInputRef, compute_datums
 from pachd_lite.pps.logs import LogStore
 from pachd_lite.pps.spec import parse_create_pipeline_request
@@ -241,6 +242,10 @@ class PpsApi:
         pipelines.rerun_pipeline(self.ctx, project, name, req.reprocess)
         return Empty()
 
+    def RunCron(self, req: pps.RunCronRequest, context: Any) -> Empty:
+        cron.run_cron(self.ctx, *_pipeline_key(req.pipeline))
+        return Empty()
+
     # --- jobs ----------------------------------------------------------------------------
     def _job_key(self, job: pps.Job) -> tuple[str, str, str]:
         project, name = _pipeline_key(job.pipeline if job is not None else None)
@@ -384,6 +389,11 @@ class PpsApi:
                     for i in d.inputs
                 ],
             )
+
+    def CreateDatum(
+        self, requests: Iterator[pps.CreateDatumRequest], context: Any
+    ) -> Iterator[pps.DatumInfo]:
+        yield from stream_datums(requests, self._dry_run_datums)
 
     def InspectDatum(self, req: pps.InspectDatumRequest, context: Any) -> pps.DatumInfo:
         job = jobs_mod.get_job(self.ctx, *self._job_key(req.datum.job))

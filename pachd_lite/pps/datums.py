@@ -25,6 +25,10 @@ Public API (stable; the PPS core calls it):
     apply_pfs_input_defaults(pfs, project) -> pps.PfsInput  the one place pachd's input defaults
         are applied (name=repo, branch master, project = `project`, repo_type user); fills `pfs`
         in place and returns it. normalize_pfs_input(pfs, project) is the same on a copy.
+    apply_cron_input_defaults(cron, pipeline, project, now) -> pps.CronInput  pachd's cron input
+        defaults (repo `<pipeline>_<name>`, project, start = now), in place.
+    cron_as_pfs_input(cron, project) -> pps.PfsInput  what a cron input reads: its repo's master
+        with glob "/*", named by the input (pachd's datum.createCron).
 
 Differences from pachd: inputs marked `reference` do not contribute their file hash to the datum
 hash (see DESIGN/reference notes); a datum repeated across union branches is kept once.
@@ -37,6 +41,7 @@ import itertools
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 import betterproto
 from pachyderm_sdk.api import pps
@@ -56,7 +61,9 @@ __all__ = [
     "datum_hash",
     "datum_id",
     "glob_replace",
+    "apply_cron_input_defaults",
     "apply_pfs_input_defaults",
+    "cron_as_pfs_input",
     "normalize_pfs_input",
 ]
 
@@ -111,6 +118,9 @@ class Datum:
     id: str
     hash: str
     inputs: tuple[DatumInput, ...] = field(default_factory=tuple)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # an unset Timestamp
 
 
 # --- identity and hashing (common.DatumID / common.HashDatum) ------------------------------------
@@ -178,6 +188,24 @@ def normalize_pfs_input(pfs_input: pps.PfsInput, project: str = "default") -> pp
     return apply_pfs_input_defaults(replace(pfs_input), project)
 
 
+def apply_cron_input_defaults(
+    cron: pps.CronInput, pipeline: str, project: str, now: datetime
+) -> pps.CronInput:
+    """Fill pachd's cron input defaults into `cron` (in place; returned for chaining)."""
+    cron.repo = cron.repo or f"{pipeline}_{cron.name}"
+    cron.project = cron.project or project or "default"
+    if cron.start is None or cron.start == _EPOCH:
+        cron.start = now
+    return cron
+
+
+def cron_as_pfs_input(cron: pps.CronInput, project: str = "default") -> pps.PfsInput:
+    """The PFS input a cron input is read as: its repo's master, glob "/*", named by the input."""
+    return pps.PfsInput(
+        name=cron.name, project=cron.project or project, repo=cron.repo, branch="master", glob="/*"
+    )
+
+
 def _has(msg: object) -> bool:
     if msg is None:
         return False
@@ -230,7 +258,7 @@ def _rows(
     if input.group:
         return _group(_sub(input.group))
     if _has(input.cron):
-        raise ValueError("pachd-lite does not support cron inputs; use a real Pachyderm cluster")
+        return _pfs_rows(cron_as_pfs_input(input.cron, project), list_matches, commit_of, project)
     raise ValueError("input has no pfs, cross, union, join or group")
 
 

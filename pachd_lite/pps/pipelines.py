@@ -24,9 +24,10 @@ from pachd_lite.pfs.model import META, SPEC, USER, BranchRef, PfsContext, RepoRe
 from pachd_lite.pfs.names import new_commit_set_id, new_id
 from pachd_lite.pps import jobs
 from pachd_lite.pps import secrets as pipeline_secrets
-from pachd_lite.pps.datums import normalize_pfs_input
+from pachd_lite.pps.datums import cron_as_pfs_input, normalize_pfs_input
 from pachd_lite.pps.spec import (
     apply_defaults,
+    cron_inputs,
     effective_spec_json,
     parse_create_pipeline_request,
     request_to_json,
@@ -124,7 +125,8 @@ def require_pipeline(conn: sqlite3.Connection, project: str, name: str, version:
 
 
 def input_branches(spec: pps.CreatePipelineRequest) -> list[BranchRef]:
-    """Every PFS input branch of an (effective) spec, in input order, without duplicates."""
+    """Every PFS (and cron: its repo's master) input branch of an (effective) spec, in input order,
+    without duplicates."""
     out: dict[BranchRef, None] = {}
 
     def walk(inp: pps.Input) -> None:
@@ -133,11 +135,18 @@ def input_branches(spec: pps.CreatePipelineRequest) -> list[BranchRef]:
         if inp.pfs is not None and inp.pfs.repo:
             p = normalize_pfs_input(inp.pfs, spec.pipeline.project.name)
             out[BranchRef(RepoRef(p.project, p.repo, p.repo_type), p.branch)] = None
+        if inp.cron is not None and inp.cron.repo:
+            p = cron_as_pfs_input(inp.cron, spec.pipeline.project.name)
+            out[BranchRef(RepoRef(p.project, p.repo), p.branch)] = None
         for child in [*inp.cross, *inp.union, *inp.join, *inp.group]:
             walk(child)
 
     walk(spec.input)
     return list(out)
+
+
+def _cron_repos(spec: pps.CreatePipelineRequest) -> list[RepoRef]:
+    return [RepoRef(c.project or spec.pipeline.project.name, c.repo) for c in cron_inputs(spec.input)]
 
 
 def create_pipeline(
@@ -164,8 +173,9 @@ def create_pipeline(
             )
         pipeline_secrets.check_refs(conn, secret_refs(req))
         inputs = input_branches(effective)
+        tick_repos = _cron_repos(effective)
         for branch in inputs:
-            if repos.find_repo(conn, branch.repo) is None:
+            if repos.find_repo(conn, branch.repo) is None and branch.repo not in tick_repos:
                 raise NotFound(f"input repo {branch.repo} of pipeline {project}/{name} not found")
         if req.salt and not reprocess:
             salt = req.salt
@@ -203,6 +213,9 @@ def create_pipeline(
         for ref in (RepoRef(project, name, USER), RepoRef(project, name, SPEC), RepoRef(project, name, META)):
             if repos.find_repo(conn, ref) is None:
                 repos.create_repo_in(conn, ref, effective.description if ref.type == USER else "")
+        for ref in tick_repos:  # pachd: created with the pipeline if missing
+            if repos.find_repo(conn, ref) is None:
+                repos.create_repo_in(conn, ref, f"Cron tick repo for pipeline {project}/{name}.")
         spec_branch = BranchRef(RepoRef(project, name, SPEC), "master")
         spec_commit = commits.start_commit_in(ctx, conn, spec_branch, commit_set=commit_set, internal=True)
         commits.finish_commit_row(ctx, conn, spec_commit)
@@ -287,6 +300,10 @@ def delete_pipeline(
                 )
             else:
                 repos.delete_repo_row(conn, out_repo, force=True)
+        for ref in _cron_repos(record.spec):  # pachd deletes tick repos even with keep_repo
+            row = repos.find_repo(conn, ref)
+            if row is not None:
+                repos.delete_repo_row(conn, row, force=True)
 
 
 def set_stopped(ctx: PfsContext, project: str, name: str, stopped: bool) -> None:

@@ -32,6 +32,7 @@ from pachd_lite.pfs import commits, files
 from pachd_lite.pfs.model import PfsContext
 from pachd_lite.pps import jobs, sandboxes
 from pachd_lite.pps import secrets as pipeline_secrets
+from pachd_lite.pps.cron import CronTicker
 from pachd_lite.pps.datums import Datum, Match, PfsInputRef, compute_datums, datum_env
 from pachd_lite.pps.logs import LogStore
 from pachd_lite.pps.outputs import OutputError, collect_outputs
@@ -97,6 +98,7 @@ class Scheduler:
         self.sandbox_root = ctx.root / "sandboxes"  # replaced by a folder outside the root at start
         self._running: dict[tuple[str, str], threading.Thread] = {}
         self._stop = threading.Event()
+        self.cron = CronTicker(ctx)
         self._thread = threading.Thread(target=self._loop, name="pps-scheduler", daemon=True)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -150,6 +152,7 @@ class Scheduler:
             version = self.ctx.db.version
             try:
                 self._dispatch()
+                self.cron.tick_due()  # cron inputs' due ticks: commits that the next pass dispatches
             except Exception:  # keep scheduling
                 log.exception("scheduler dispatch failed")
             self.ctx.db.wait_for_change(version, 1.0)

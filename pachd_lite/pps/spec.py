@@ -10,12 +10,14 @@ Public API (stable; the PPS core calls it):
     validate_request(req: pps.CreatePipelineRequest) -> None
         pachd 2.12's rules (names, transform, inputs, reprocess_spec) plus the features
         pachd-lite cannot run (secrets mounted as files, s3_out, service, spout, egress, tf_job,
-        cron and s3 inputs); `transform.secrets` need name, env_var and key. Raises SpecError.
+        s3 inputs); `transform.secrets` need name, env_var and key; a cron input needs a name and
+        a spec pachd parses (pps.cron_spec). Raises SpecError.
     secret_refs(req) -> list[(field path, secret name, key)]   for the create-time existence check.
     apply_defaults(req) -> pps.CreatePipelineRequest   (a new message; `req` is not changed)
         Project "default", image "ubuntu:20.04", datum_tries 3, parallelism constant 1,
         output_branch "master", reprocess_spec "until_success"; each PFS input: name = repo,
-        branch "master", project = the pipeline's project, repo_type "user". The salt is left
+        branch "master", project = the pipeline's project, repo_type "user"; each cron input:
+        repo `<pipeline>_<name>`, project = the pipeline's project, start = now. The salt is left
         alone (the core generates one when empty or on reprocess, as pachd does).
     effective_spec_json(req) -> str      protojson (lowerCamelCase) of apply_defaults(req).
     request_to_json(req) -> str          protojson of `req` as is (e.g. for user_spec_json).
@@ -36,11 +38,13 @@ import betterproto
 from pachyderm_sdk.api import pfs, pps
 
 from pachd_lite.errors import InvalidArgument
-from pachd_lite.pps.datums import apply_pfs_input_defaults
+from pachd_lite.pps.cron_spec import CronSpecError, parse_schedule
+from pachd_lite.pps.datums import apply_cron_input_defaults, apply_pfs_input_defaults
 
 __all__ = [
     "SpecError",
     "apply_defaults",
+    "cron_inputs",
     "effective_spec_json",
     "parse_create_pipeline_request",
     "request_to_json",
@@ -549,7 +553,8 @@ def _validate_input(inp: pps.Input, path: str) -> None:
         raise SpecError(f"{path}: multiple input types set ({', '.join(kinds)}); set exactly one", path)
     kind = kinds[0]
     if kind == "cron":
-        raise SpecError(_NOT_SUPPORTED.format(f"cron inputs ({path}.cron)"), f"{path}.cron")
+        _validate_cron(inp.cron, f"{path}.cron")
+        return
     if kind == "pfs":
         _validate_pfs(inp.pfs, f"{path}.pfs")
         return
@@ -587,11 +592,23 @@ def _validate_pfs(p: pps.PfsInput, path: str) -> None:
         raise SpecError(f"{path}: lazy and empty_files cannot both be set", path)
 
 
+def _validate_cron(c: pps.CronInput, path: str) -> None:
+    if not c.name:
+        raise SpecError(f"{path}.name: a cron input must specify a name", f"{path}.name")
+    if c.repo:
+        _check_name("repo", c.repo, f"{path}.repo")
+    try:
+        parse_schedule(c.spec)
+    except CronSpecError as e:  # pachd: "error parsing cron-spec: <robfig/cron's error>"
+        raise SpecError(f"{path}.spec: error parsing cron-spec: {e}", f"{path}.spec") from e
+
+
 def _validate_names(inp: pps.Input, names: set[str], path: str) -> None:
     """pachd's validateNames: names unique, except between the branches of a union."""
-    if _present(inp.pfs):
-        name = inp.pfs.name or inp.pfs.repo
-        npath = f"{path}.pfs.name"
+    if _present(inp.pfs) or _present(inp.cron):
+        kind = "pfs" if _present(inp.pfs) else "cron"
+        name = (inp.pfs.name or inp.pfs.repo) if kind == "pfs" else inp.cron.name
+        npath = f"{path}.{kind}.name"
         if name in ("out", ".env"):
             raise SpecError(f'{npath}: an input cannot be named "{name}" (reserved for /pfs/{name})', npath)
         _check_name("input", name, npath)
@@ -621,6 +638,16 @@ def _pfs_inputs(inp: pps.Input, path: str) -> list[tuple[str, pps.PfsInput]]:
     return out
 
 
+def cron_inputs(inp: pps.Input | None) -> list[pps.CronInput]:
+    """Every cron input of `inp`, in input order."""
+    if inp is None:
+        return []
+    if _present(inp.cron):
+        return [inp.cron]
+    return [c for kind in ("cross", "union", "join", "group") for child in getattr(inp, kind)
+            for c in cron_inputs(child)]  # fmt: skip
+
+
 # --- defaults --------------------------------------------------------------------------------------
 
 
@@ -643,6 +670,8 @@ def apply_defaults(req: pps.CreatePipelineRequest) -> pps.CreatePipelineRequest:
         eff.reprocess_spec = "until_success"
     for _path, p in _pfs_inputs(eff.input, "input"):
         apply_pfs_input_defaults(p, project)
+    for c in cron_inputs(eff.input):
+        apply_cron_input_defaults(c, eff.pipeline.name, project, datetime.now(UTC))
     return eff
 
 

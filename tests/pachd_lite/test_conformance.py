@@ -5,8 +5,11 @@ Each test names the pachd source (pachyderm/pachyderm, 2.12) whose behaviour it 
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import time
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -141,3 +144,232 @@ def test_delete_job_stops_a_running_job_then_deletes_it(pachd_client, tmp_path):
     time.sleep(1)  # the runner noticed; it must not bring the job back
     assert not pachd_client.pps.job_exists(job_msg)
     assert commit.id not in [j.job.id for j in pachd_client.pps.list_job(pipeline=pps.Pipeline(name=name))]
+
+
+# --- cron and CreateDatum ---
+
+
+def _create_datum_batches(
+    client, input_spec: pps.Input, first: int, then: list[int]
+) -> list[list[pps.DatumInfo]]:
+    """The SDK's generate_datums (CreateDatum): the first batch, then one batch per `then` size."""
+    stream = client.pps.generate_datums(input_spec=input_spec, batch_size=first)
+    batches = [next(stream)]
+    for size in then:
+        batches.append(stream.send(size))
+    return batches
+
+
+def test_create_datum_streams_a_pfs_input_in_batches(pachd_client):
+    """src/server/pps/server/api_server.go (CreateDatum): `start.number` datums first, then
+    `continue_.number` per request, state UNKNOWN; the stream ends after the last datum; the same
+    datums (ids, files) as ListDatum's dry run of the input."""
+    data = create_repo(pachd_client, "data")
+    put(pachd_client, data, {f"/f{i}": str(i).encode() for i in range(5)})
+    spec = pps.Input(pfs=pps.PfsInput(repo=data, glob="/*"))
+    batches = _create_datum_batches(pachd_client, spec, 2, [1])
+    assert [len(b) for b in batches] == [2, 1]
+    stream = pachd_client.pps.generate_datums(input_spec=spec, batch_size=2)
+    streamed = [*next(stream), *stream.send(2), *stream.send(5)]
+    with pytest.raises(StopIteration):  # every datum sent: pachd ends the stream
+        stream.send(1)
+    listed = list(pachd_client.pps.list_datum(input=spec))
+    assert [d.datum.id for d in streamed] == [d.datum.id for d in listed]
+    assert [d.datum.id for d in batches[0] + batches[1]] == [d.datum.id for d in listed[:3]]
+    assert [f.file.path for d in streamed for f in d.data] == [f"/f{i}" for i in range(5)]
+    assert {d.state for d in streamed} == {pps.DatumState.UNKNOWN}
+    assert {f.file.commit.repo.name for d in streamed for f in d.data} == {data}
+
+
+def test_create_datum_cross_and_join(pachd_client):
+    """src/server/pps/server/api_server.go (CreateDatum -> datum.NewStreamingDatumIterator) and
+    src/server/worker/datum/create_stream.go: cross = every pair; join = the files whose
+    join_on keys match."""
+    left, right = create_repo(pachd_client, "left"), create_repo(pachd_client, "right")
+    put(pachd_client, left, {"/a-1": b"1", "/b-2": b"2"})
+    put(pachd_client, right, {"/x-1": b"1", "/y-3": b"3"})
+    cross = pps.Input(cross=[pps.Input(pfs=pps.PfsInput(repo=r, glob="/*")) for r in (left, right)])
+    start = pps.CreateDatumRequest(start=pps.StartCreateDatumRequest(input=cross, number=0))
+    datums = list(pachd_client.pps.create_datum(iter([start])))  # number 0: pachd's default batch (100)
+    pairs = sorted(tuple(f.file.path for f in d.data) for d in datums)
+    assert pairs == [("/a-1", "/x-1"), ("/a-1", "/y-3"), ("/b-2", "/x-1"), ("/b-2", "/y-3")]
+    join = pps.Input(
+        join=[
+            pps.Input(pfs=pps.PfsInput(repo=left, glob="/*-(*)", join_on="$1")),
+            pps.Input(pfs=pps.PfsInput(repo=right, glob="/*-(*)", join_on="$1")),
+        ]
+    )
+    datums = next(pachd_client.pps.generate_datums(input_spec=join, batch_size=10))
+    assert [[(f.file.commit.repo.name, f.file.path) for f in d.data] for d in datums] == [
+        [(left, "/a-1"), (right, "/x-1")]
+    ]
+
+
+def test_create_datum_errors(pachd_client):
+    """src/server/pps/server/api_server.go (CreateDatum, getStreamingIterator): a first message
+    that is not `start` or has no input, and a cron input, are plain errors (UNKNOWN) with pachd's
+    text; a missing input repo is NOT_FOUND (InspectCommit)."""
+
+    def call(*requests):
+        return code_of(pachd_client.pps.create_datum, iter(requests))
+
+    code, msg = call(pps.CreateDatumRequest(continue_=pps.ContinueCreateDatumRequest(number=1)))
+    assert (code, msg) == (grpc.StatusCode.UNKNOWN, "first message must be a StartCreateDatumRequest message")
+    code, msg = call(pps.CreateDatumRequest(start=pps.StartCreateDatumRequest(number=1)))
+    assert (code, msg) == (grpc.StatusCode.UNKNOWN, "first message must specify an input")
+    cron = pps.Input(cron=pps.CronInput(name="tick", spec="@every 1h"))
+    code, msg = call(pps.CreateDatumRequest(start=pps.StartCreateDatumRequest(input=cron)))
+    assert code == grpc.StatusCode.UNKNOWN
+    assert (
+        "can't create datums with a cron input, there will be no datums until the pipeline is created" in msg
+    )
+    missing = pps.Input(pfs=pps.PfsInput(repo=unique_name("nope"), glob="/*"))
+    code, msg = call(pps.CreateDatumRequest(start=pps.StartCreateDatumRequest(input=missing)))
+    assert code == grpc.StatusCode.NOT_FOUND, msg
+
+
+def _cron_pipeline(client, name: str, crons: list[dict], cmd: str = "true") -> None:
+    inputs = [{"cron": c} for c in crons]
+    input_ = inputs[0] if len(inputs) == 1 else {"cross": inputs}
+    create_pipeline(client, name, input_, ["sh", "-c", cmd])
+
+
+def _tick_files(client, repo: str, commit: str = "master") -> list[str]:
+    return [i.file.path for i in client.pfs.list_file(file=pfs.File.from_uri(f"{repo}@{commit}:/"))]
+
+
+def _gaps(tick_files: list[str]) -> list[float]:
+    """Seconds between consecutive tick files ("/2024-01-02T03:04:05Z")."""
+    stamps = [datetime.fromisoformat(p[1:].replace("Z", "+00:00")) for p in tick_files]
+    return [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
+
+
+def test_run_cron_without_a_cron_input(pachd_client):
+    """src/server/pps/server/api_server.go (RunCron): a pipeline without a cron input -> plain
+    error (UNKNOWN) "pipeline doesn't have a cron input"; a missing pipeline -> NOT_FOUND."""
+    data, name = create_repo(pachd_client, "data"), unique_name("nocron")
+    create_pipeline(pachd_client, name, {"pfs": {"repo": data, "glob": "/*"}}, ["sh", "-c", "true"])
+    code, msg = code_of(pachd_client.pps.run_cron, pipeline=pps.Pipeline(name=name))
+    assert (code, msg) == (grpc.StatusCode.UNKNOWN, "pipeline doesn't have a cron input")
+    code, _ = code_of(pachd_client.pps.run_cron, pipeline=pps.Pipeline(name=unique_name("missing")))
+    assert code == grpc.StatusCode.NOT_FOUND
+
+
+def test_cron_input_repo_and_run_cron_ticks(pachd_client):
+    """src/server/pps/server/api_server.go (setInputDefaults: repo `<pipeline>_<name>`, start = now;
+    CreatePipeline creates the repo "Cron tick repo for pipeline <project>/<name>."; RunCron) and
+    src/server/pps/server/monitor.go (cronTick: one commit, an empty file named by the time in
+    RFC 3339; with overwrite the earlier files are deleted in the same commit). The tick commit
+    triggers a job that sees the tick file under /pfs/<input name>."""
+    name = unique_name("cron")
+    _cron_pipeline(
+        pachd_client,
+        name,
+        [{"name": "keep", "spec": "@never"}, {"name": "last", "spec": "@never", "overwrite": True}],
+        'touch "/pfs/out/$(basename $keep)+$(basename $last)"',
+    )
+    try:
+        keep, last = f"{name}_keep", f"{name}_last"
+        info = pachd_client.pps.inspect_pipeline(pipeline=pps.Pipeline(name=name), details=True)
+        assert [c.cron.repo for c in info.details.input.cross] == [keep, last]
+        assert all(c.cron.start.year >= 2024 for c in info.details.input.cross)
+        repo = pachd_client.pfs.inspect_repo(repo=pfs.Repo.from_uri(keep))
+        assert repo.description == f"Cron tick repo for pipeline default/{name}."
+        assert _tick_files(pachd_client, keep) == []
+        before = time.time()
+        pachd_client.pps.run_cron(pipeline=pps.Pipeline(name=name))
+        time.sleep(1.1)  # the next tick file has another name (whole seconds)
+        pachd_client.pps.run_cron(pipeline=pps.Pipeline(name=name))
+        kept, overwritten = _tick_files(pachd_client, keep), _tick_files(pachd_client, last)
+        assert len(kept) == 2 and overwritten == kept[1:]
+        for path in kept:
+            assert re.fullmatch(r"/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", path), path
+            stamp = datetime.fromisoformat(path[1:].replace("Z", "+00:00")).timestamp()
+            assert before - 1 <= stamp <= time.time()
+        head = pachd_client.pfs.inspect_commit(commit=pfs.Commit.from_uri(f"{last}@master"))
+        done = job(pachd_client, name, head.commit.id)
+        assert done.state == pps.JobState.JOB_SUCCESS, done.reason
+        outputs = [
+            i.file.path for i in pachd_client.pfs.list_file(file=pfs.File.from_uri(f"{name}@master:/"))
+        ]
+        assert outputs == [f"{k}+{kept[1][1:]}" for k in kept]  # cross: each kept tick with the last one
+    finally:
+        pachd_client.pps.delete_pipeline(pipeline=pps.Pipeline(name=name), force=True)
+    assert not pachd_client.pfs.repo_exists(pfs.Repo.from_uri(f"{name}_keep"))  # deleted with it
+
+
+def test_cron_input_ticks_on_its_schedule(pachd_client):
+    """src/server/pps/server/monitor.go (makeCronCommits: each tick at schedule.Next(latest), one
+    commit per tick, each starting a job) and src/internal/cronutil/cronutil.go (robfig/cron's
+    ParseStandard: `@every <duration>`): an `@every 1s` input ticks once a second on its own."""
+    name = unique_name("every")
+    _cron_pipeline(pachd_client, name, [{"name": "tick", "spec": "@every 1s"}])
+    try:
+        deadline = time.monotonic() + 15
+        while len(_tick_files(pachd_client, f"{name}_tick")) < 3:
+            assert time.monotonic() < deadline, "fewer than 3 ticks in 15 s"
+            time.sleep(0.2)
+    finally:
+        pachd_client.pps.stop_pipeline(pipeline=pps.Pipeline(name=name))
+    try:
+        files = _tick_files(pachd_client, f"{name}_tick")
+        assert _gaps(files) == [1.0] * (len(files) - 1)  # one tick per second, none skipped
+        jobs = list(pachd_client.pps.list_job(pipeline=pps.Pipeline(name=name)))
+        assert len(jobs) >= 3  # the creation's job plus one per tick (at least the first two)
+    finally:
+        pachd_client.pps.delete_pipeline(pipeline=pps.Pipeline(name=name), force=True)
+
+
+def test_cron_start_in_the_future_makes_no_tick_yet(pachd_client):
+    """src/server/pps/server/monitor.go (getLatestCronTime: no tick file -> `start`; the first
+    tick is schedule.Next(start)): with `start` an hour ahead an `@every 1s` input does not tick."""
+    name = unique_name("later")
+    start = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _cron_pipeline(pachd_client, name, [{"name": "tick", "spec": "@every 1s", "start": start}])
+    try:
+        time.sleep(2.5)
+        assert _tick_files(pachd_client, f"{name}_tick") == []
+    finally:
+        pachd_client.pps.delete_pipeline(pipeline=pps.Pipeline(name=name), force=True)
+
+
+def test_cron_bad_spec_is_refused(pachd_client):
+    """src/server/pps/server/api_server.go (validateInput: cronutil.ParseCronExpression ->
+    "error parsing cron-spec"); robfig/cron v1 ParseStandard wants exactly 5 fields."""
+    for spec in ("* * * *", "@every soon", "@fortnightly", "0 0 L * *"):
+        code, msg = code_of(
+            create_pipeline, pachd_client, unique_name("bad"), {"cron": {"name": "t", "spec": spec}}, ["true"]
+        )
+        assert "error parsing cron-spec" in msg, (spec, code, msg)
+
+
+def test_cron_ticks_survive_a_restart_without_repeats(pachd_factory):
+    """src/server/pps/server/monitor.go (getLatestCronTime: after a restart the schedule goes on
+    from the newest tick file; makeCronCommits makes each missed tick, one commit each): no tick
+    is repeated and none is skipped across a restart."""
+    server = pachd_factory()
+    client = server.client()
+    name = unique_name("restart")
+    _cron_pipeline(client, name, [{"name": "tick", "spec": "@every 1s"}])
+    repo = f"{name}_tick"
+    deadline = time.monotonic() + 15
+    while len(_tick_files(client, repo)) < 2:
+        assert time.monotonic() < deadline, "no ticks before the restart"
+        time.sleep(0.2)
+    server.restart()
+    client = server.client()
+    count = len(_tick_files(client, repo))
+    deadline = time.monotonic() + 15
+    while len(_tick_files(client, repo)) < count + 2:
+        assert time.monotonic() < deadline, "no ticks after the restart"
+        time.sleep(0.2)
+    client.pps.stop_pipeline(pipeline=pps.Pipeline(name=name))
+    time.sleep(1)  # a tick pass that began before the stop has ended
+    files = _tick_files(client, repo)
+    assert _gaps(files) == [1.0] * (len(files) - 1)  # one tick per second, none skipped
+    counts = [
+        len(_tick_files(client, repo, c.commit.id))
+        for c in client.pfs.list_commit(repo=pfs.Repo.from_uri(repo))
+    ]
+    counts = sorted(n for n in counts if n)  # the branch's first commit is empty
+    assert counts == list(range(1, len(files) + 1))  # each tick commit added one file: none made twice

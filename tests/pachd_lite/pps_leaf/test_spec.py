@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -158,6 +158,18 @@ def test_good_spec_and_nested_inputs_pass():
     )
 
 
+def test_cron_input_defaults():
+    """api_server.go setInputDefaults: repo `<pipeline>_<name>`, the pipeline's project, start = now."""
+    before = datetime.now(UTC)
+    eff = apply_defaults(parse(good(pipeline={"name": "p", "project": {"name": "q"}},
+                                    input={"cron": {"name": "tick", "spec": "@every 10s"}})))  # fmt: skip
+    assert (eff.input.cron.repo, eff.input.cron.project) == ("p_tick", "q")
+    assert before <= eff.input.cron.start <= datetime.now(UTC)
+    kept = apply_defaults(parse(good(input={"cron": {"name": "t", "spec": "@daily", "repo": "r",
+                                                     "start": "2026-01-01T00:00:00Z"}})))  # fmt: skip
+    assert (kept.input.cron.repo, kept.input.cron.start.year) == ("r", 2026)
+
+
 @pytest.mark.parametrize(
     ("overrides", "field", "words"),
     [
@@ -204,6 +216,17 @@ def test_good_spec_and_nested_inputs_pass():
             "more than once",
         ),
         ({"input": {"pfs": {"repo": "edges", "glob": "/*"}}}, "input.pfs.repo", "own output"),
+        ({"input": {"cron": {"name": "t", "spec": "* * *"}}}, "input.cron.spec", "error parsing cron-spec"),
+        ({"input": {"cron": {"spec": "@daily"}}}, "input.cron.name", "name"),
+        (
+            {
+                "input": {
+                    "cross": [{"pfs": {"repo": "a", "glob": "/*"}}, {"cron": {"name": "a", "spec": "@daily"}}]
+                }
+            },
+            "input.cross[1].cron.name",
+            "more than once",
+        ),
         ({"reprocessSpec": "sometimes"}, "reprocess_spec", "until_success"),
         ({"podPatch": "{not json"}, "pod_patch", "JSON"),
     ],
@@ -225,7 +248,6 @@ def test_validation_rules(overrides, field, words):
         ({"service": {"internalPort": 80, "externalPort": 30080}}, "service"),
         ({"spout": {}}, "spout"),
         ({"egress": {"URL": "s3://bucket/dir"}}, "egress"),
-        ({"input": {"cron": {"name": "tick", "spec": "@every 10s"}}}, "input.cron"),
         ({"input": {"pfs": {"repo": "a", "glob": "/*", "s3": True}}}, "input.pfs.s3"),
     ],
 )
