@@ -249,10 +249,7 @@ def test_trigger_chains_fire_in_one_finish_and_not_at_create(pachd_client):
     staging = _trigger_branch(pachd_client, repo, "staging", branch="master", size="1K")
     assert staging != first  # not evaluated at create, though master holds 2000 bytes
     assert list(pachd_client.pfs.list_file(file=pfs.File.from_uri(f"{repo}@staging:/"))) == []
-    prod = pachd_client.pfs.create_branch(
-        branch=pfs.Branch.from_uri(f"{repo}@prod"), trigger=pfs.Trigger(branch="staging", commits=2)
-    )
-    prod = _head(pachd_client, repo, "prod")
+    prod = _trigger_branch(pachd_client, repo, "prod", branch="staging", commits=2)
     second = _finished(pachd_client, repo, {"/b": b"b"})
     assert _head(pachd_client, repo, "staging") == second  # 2001 bytes since its empty head
     assert _head(pachd_client, repo, "prod") == second  # then prod, from staging's new head: 2 commits
@@ -341,3 +338,16 @@ def test_trigger_with_provenance_is_refused_and_a_missing_source_is_not(pachd_cl
     assert _head(pachd_client, repo, "staging") == c.id
     info = pachd_client.pfs.inspect_branch(branch=pfs.Branch.from_uri(f"{repo}@staging"))
     assert (info.trigger.branch, info.trigger.commits) == ("later", 1)
+
+
+def test_trigger_ignores_a_commit_finished_with_an_error(pachd_client):
+    """src/server/pfs/server/master.go (finishCommit calls triggerCommit only when the commit has no error)."""
+    repo = create_repo(pachd_client, "trig")
+    first = _trigger_branch(pachd_client, repo, "staging", branch="master", commits=1)
+    bad = pachd_client.pfs.start_commit(branch=pfs.Branch.from_uri(f"{repo}@master"))
+    pachd_client.pfs.put_file_from_bytes(commit=bad, path="/a", data=b"a")
+    pachd_client.pfs.finish_commit(commit=bad, error="bad input")
+    pachd_client.pfs.inspect_commit(commit=bad, wait=pfs.CommitState.FINISHED)
+    assert _head(pachd_client, repo, "staging") == first
+    good = _finished(pachd_client, repo, {"/b": b"b"})
+    assert _head(pachd_client, repo, "staging") == good
