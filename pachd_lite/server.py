@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import signal
 import sqlite3
@@ -21,7 +22,7 @@ from pachd_lite.api.limits import THREADS, CallSlots
 from pachd_lite.api.pfs_api import DESERIALIZERS, PfsApi
 from pachd_lite.api.registry import PachydermHandler
 from pachd_lite.api.transaction_api import TransactionApi
-from pachd_lite.pfs import garbage, projects, recovery
+from pachd_lite.pfs import garbage, projects, recovery, triggers
 from pachd_lite.pfs.model import PfsContext
 from pachd_lite.pps import secrets as pipeline_secrets
 from pachd_lite.pps.service import PpsService
@@ -73,6 +74,7 @@ def open_context(
         redact=redact or auth.Redactor(),
         file_url_roots=tuple(p.resolve() for p in file_url_roots),
     )
+    ctx.finished_commit_hooks.append(functools.partial(triggers.fire_on_finish, ctx))
     projects.ensure_default(ctx)
     recovery.drop_interrupted_one_off_writes(ctx)
     pipeline_secrets.init(ctx)  # their values are masked from the first log line on
@@ -91,6 +93,7 @@ class PachdLite:
         self._undo_log_redaction = auth.install_log_redaction(self.redact)
         self.ctx = open_context(config.root, self.redact, config.file_url_roots)
         self.collector = garbage.Collector(self.ctx)
+        self.cron_triggers = triggers.CronTriggers(self.ctx)
         self.health = health.HealthServicer()
         pfs_api = PfsApi(self.ctx)
         adapters: dict[str, object] = {
@@ -128,6 +131,7 @@ class PachdLite:
         self.server.start()
         self.pps.start()
         self.collector.start()
+        self.cron_triggers.start()
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         log.info(
             "pachd-lite serving on %s:%d (root %s, auth %s)",
@@ -139,6 +143,7 @@ class PachdLite:
 
     def stop(self, grace: float = 2.0) -> None:
         self.health.enter_graceful_shutdown()
+        self.cron_triggers.stop()
         self.pps.stop()
         self.server.stop(grace).wait()
         self.collector.stop()

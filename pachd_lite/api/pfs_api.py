@@ -212,8 +212,8 @@ class PfsApi:
     # --- branches ----------------------------------------------------------------------
     def CreateBranch(self, req: pfs.CreateBranchRequest, context: Any) -> Empty:
         head = cv.commit_ref(req.head) if cv.has_commit(req.head) else None
-        # Triggers are stored and reported, not evaluated (pachd-lite moves no heads by itself).
-        trigger = req.trigger.to_json() if req.trigger is not None and req.trigger.branch else ""
+        given = req.trigger is not None and betterproto.serialized_on_wire(req.trigger)
+        trigger = req.trigger.to_json() if given else ""
         branches.create_branch(
             self.ctx, cv.branch_ref(req.branch), head, [cv.branch_ref(b) for b in req.provenance], trigger
         )

@@ -7,7 +7,7 @@ import sqlite3
 import time
 
 from pachd_lite.errors import FailedPrecondition, InvalidArgument, NotFound
-from pachd_lite.pfs import graph
+from pachd_lite.pfs import graph, triggers
 from pachd_lite.pfs.commits import commit_ref_by_id, resolve_commit
 from pachd_lite.pfs.model import ORIGIN_AUTO, BranchInfo, BranchRef, CommitRef, PfsContext
 from pachd_lite.pfs.names import new_commit_set_id, validate_name
@@ -80,6 +80,9 @@ def create_branch_in(
     repo = require_repo(conn, ref.repo)
     commit_set = commit_set or new_commit_set_id()
     provenance = provenance or []
+    parsed_trigger = triggers.Trigger.from_json(trigger)
+    if parsed_trigger is not None:
+        triggers.validate(conn, repo["id"], ref.name, parsed_trigger, bool(provenance))
     prov_ids = [_ensure_branch(ctx, conn, p, commit_set) for p in provenance]
     row = find_branch(conn, ref)
     now = time.time()
@@ -103,7 +106,11 @@ def create_branch_in(
         conn.execute(
             "INSERT INTO branch_provenance(branch_id, from_branch_id) VALUES (?, ?)", (branch_id, p_id)
         )
-    conn.execute("UPDATE branches SET updated_at = ?, trigger = ? WHERE id = ?", (now, trigger, branch_id))
+    # as pachd: a request without a trigger keeps the branch's trigger
+    conn.execute(
+        "UPDATE branches SET updated_at = ?, trigger = COALESCE(NULLIF(?, ''), trigger) WHERE id = ?",
+        (now, trigger, branch_id),
+    )
     created: list[int] = []
     if head is not None and (head.id or head.branch):
         target = resolve_commit(conn, head)

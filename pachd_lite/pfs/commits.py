@@ -190,6 +190,7 @@ def finish_commit_row(
         "updated_at = ? WHERE id = ?",
         (now, now, error, error, description, description, size, now, commit_id),
     )
+    ctx.run_finished_commit_hooks(conn, [commit_id])
 
 
 def finish_commit(

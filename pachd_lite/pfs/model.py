@@ -60,11 +60,18 @@ class PfsContext:
     # Called inside the write transaction with the row ids of new commits (PPS creates jobs here,
     # so a job exists iff its output commit does, even across a crash).
     new_commit_hooks: list[Callable[[sqlite3.Connection, list[int]], None]] = field(default_factory=list)
+    # Called inside the write transaction with the row ids of commits that just finished (branch
+    # triggers fire here, in the finishing transaction as in pachd).
+    finished_commit_hooks: list[Callable[[sqlite3.Connection, list[int]], None]] = field(default_factory=list)
 
     def run_new_commit_hooks(self, conn: sqlite3.Connection, commit_ids: list[int]) -> None:
         if commit_ids:
             for hook in self.new_commit_hooks:
                 hook(conn, commit_ids)
+
+    def run_finished_commit_hooks(self, conn: sqlite3.Connection, commit_ids: list[int]) -> None:
+        for hook in self.finished_commit_hooks:
+            hook(conn, commit_ids)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pachyderm_sdk.errors import AuthServiceNotActivated
 from pachd_lite.pps.datums import Match, compute_datums
 from pachd_lite.pps.spec import apply_defaults, parse_create_pipeline_request
 from tests.fixtures.pachd import unique_name
-from tests.pachd_lite.sdk_helpers import code_of, create_pipeline, create_repo, job, put
+from tests.pachd_lite.sdk_helpers import code_of, create_pipeline, create_repo, job, put, read
 
 
 def test_input_without_project_reads_the_pipelines_project(pachd_client):
@@ -373,3 +373,211 @@ def test_cron_ticks_survive_a_restart_without_repeats(pachd_factory):
     ]
     counts = sorted(n for n in counts if n)  # the branch's first commit is empty
     assert counts == list(range(1, len(files) + 1))  # each tick commit added one file: none made twice
+# --- branch triggers ---
+def _finished(client, repo: str, files: dict[str, bytes]) -> str:
+    """Commit ``files`` to master and wait until the commit is finished (pachd triggers fire then)."""
+    commit = put(client, repo, files)
+    client.pfs.inspect_commit(
+        commit=pfs.Commit.from_uri(f"{repo}@{commit.id}"), wait=pfs.CommitState.FINISHED
+    )
+    return commit.id
+
+
+def _head(client, repo: str, branch: str) -> str:
+    return client.pfs.inspect_branch(branch=pfs.Branch.from_uri(f"{repo}@{branch}")).head.id
+
+
+def _trigger_branch(client, repo: str, name: str, **trigger) -> str:
+    """Create branch ``name`` with ``trigger``; return its initial (empty) head."""
+    client.pfs.create_branch(branch=pfs.Branch.from_uri(f"{repo}@{name}"), trigger=pfs.Trigger(**trigger))
+    return _head(client, repo, name)
+
+
+def test_trigger_size_counts_bytes_added_since_the_triggered_head(pachd_client):
+    """src/server/pfs/server/master_trigger.go (isTriggered: newHead size - oldHead size >= size, the size
+    parsed by go-units FromHumanSize, decimal: "1KiB" is 1000 bytes); checked in triggerCommit when a
+    commit finishes."""
+    repo = create_repo(pachd_client, "trig")
+    first = _trigger_branch(pachd_client, repo, "staging", branch="master", size="1KiB")
+    _finished(pachd_client, repo, {"/a": b"x" * 999})
+    assert _head(pachd_client, repo, "staging") == first  # 999 bytes since the head
+    second = _finished(pachd_client, repo, {"/b": b"x"})
+    assert _head(pachd_client, repo, "staging") == second  # 1000 bytes
+    _finished(pachd_client, repo, {"/c": b"x" * 999})
+    assert _head(pachd_client, repo, "staging") == second  # 999 more since the moved head
+    info = pachd_client.pfs.inspect_branch(branch=pfs.Branch.from_uri(f"{repo}@staging"))
+    assert (info.trigger.branch, info.trigger.size) == ("master", "1KiB")
+
+
+def test_trigger_commits_counts_commits_since_the_triggered_head(pachd_client):
+    """src/server/pfs/server/master_trigger.go (isTriggered: walk parents from the new head to the
+    triggered branch's head, fire when exactly `commits` were passed)."""
+    repo = create_repo(pachd_client, "trig")
+    first = _trigger_branch(pachd_client, repo, "staging", branch="master", commits=2)
+    _finished(pachd_client, repo, {"/1": b"1"})
+    assert _head(pachd_client, repo, "staging") == first
+    second = _finished(pachd_client, repo, {"/2": b"2"})
+    assert _head(pachd_client, repo, "staging") == second
+    _finished(pachd_client, repo, {"/3": b"3"})
+    assert _head(pachd_client, repo, "staging") == second
+    fourth = _finished(pachd_client, repo, {"/4": b"4"})
+    assert _head(pachd_client, repo, "staging") == fourth
+    assert read(pachd_client, f"{repo}@staging:/4") == b"4"
+
+
+def test_trigger_all_needs_every_condition_otherwise_any(pachd_client):
+    """src/server/pfs/server/master_trigger.go (isTriggered: `all` ANDs the set conditions, else ORs)."""
+    repo = create_repo(pachd_client, "trig")
+    all_head = _trigger_branch(pachd_client, repo, "both", branch="master", size="1K", commits=2, all=True)
+    _trigger_branch(pachd_client, repo, "either", branch="master", size="1K", commits=2)
+    big = _finished(pachd_client, repo, {"/big": b"x" * 2000})
+    assert _head(pachd_client, repo, "either") == big  # size alone is enough
+    assert _head(pachd_client, repo, "both") == all_head  # one commit of two
+    small = _finished(pachd_client, repo, {"/small": b"x"})
+    assert _head(pachd_client, repo, "both") == small
+    assert _head(pachd_client, repo, "either") == big  # 1 byte and 1 commit since it moved
+
+
+def test_trigger_rate_limit_spec_waits_for_a_tick_after_the_head_finished(pachd_client):
+    """src/server/pfs/server/master_trigger.go (isTriggered: the rate-limit schedule's next tick after
+    the triggered head's finishing time is before the new head's finishing time)."""
+    repo = create_repo(pachd_client, "trig")
+    created = time.monotonic()
+    first = _trigger_branch(pachd_client, repo, "staging", branch="master", rate_limit_spec="@every 3s")
+    _finished(pachd_client, repo, {"/a": b"a"})
+    assert _head(pachd_client, repo, "staging") == first
+    time.sleep(max(0.0, 3.2 - (time.monotonic() - created)))
+    later = _finished(pachd_client, repo, {"/b": b"b"})
+    assert _head(pachd_client, repo, "staging") == later
+
+
+def test_trigger_cron_spec_moves_the_head_on_its_ticks_not_on_commits(pachd_client):
+    """src/server/pfs/server/master.go (manageBranch/runCronTrigger: at each tick the branch's head
+    becomes the source branch's head) and master_trigger.go (triggerCommit skips cron triggers, even
+    with other conditions set)."""
+    repo = create_repo(pachd_client, "trig")
+    first = _finished(pachd_client, repo, {"/a": b"a"})
+    frozen = _trigger_branch(pachd_client, repo, "frozen", branch="master", cron_spec="@never", commits=1)
+    _trigger_branch(pachd_client, repo, "ticking", branch="master", cron_spec="@every 1s")
+    deadline = time.monotonic() + 10
+    while _head(pachd_client, repo, "ticking") != first:
+        assert time.monotonic() < deadline, "the cron trigger never moved the head"
+        time.sleep(0.1)
+    second = _finished(pachd_client, repo, {"/b": b"b"})
+    assert _head(pachd_client, repo, "frozen") == frozen
+    while _head(pachd_client, repo, "ticking") != second:
+        assert time.monotonic() < deadline, "the cron trigger never moved the head again"
+        time.sleep(0.1)
+
+
+def test_trigger_chains_fire_in_one_finish_and_not_at_create(pachd_client):
+    """src/server/pfs/server/master_trigger.go (triggerCommit recurses through the trigger chain, earlier
+    triggers first) and server_branch.go (createBranch gives a new triggered branch an empty head and
+    does not evaluate the trigger)."""
+    repo = create_repo(pachd_client, "trig")
+    first = _finished(pachd_client, repo, {"/a": b"x" * 2000})
+    staging = _trigger_branch(pachd_client, repo, "staging", branch="master", size="1K")
+    assert staging != first  # not evaluated at create, though master holds 2000 bytes
+    assert list(pachd_client.pfs.list_file(file=pfs.File.from_uri(f"{repo}@staging:/"))) == []
+    prod = _trigger_branch(pachd_client, repo, "prod", branch="staging", commits=2)
+    second = _finished(pachd_client, repo, {"/b": b"b"})
+    assert _head(pachd_client, repo, "staging") == second  # 2001 bytes since its empty head
+    assert _head(pachd_client, repo, "prod") == second  # then prod, from staging's new head: 2 commits
+    assert prod != second
+
+
+def test_pipeline_reading_a_triggered_branch_runs_only_when_it_fires(pachd_client):
+    """src/server/pfs/server/master_trigger.go (a fired trigger calls PropagateBranch on the triggered
+    branch, so pipelines reading it get a job; an unfired one moves nothing)."""
+    data, name = create_repo(pachd_client, "trig"), unique_name("trigpipe")
+    _trigger_branch(pachd_client, data, "staging", branch="master", commits=2)
+    create_pipeline(
+        pachd_client,
+        name,
+        {"pfs": {"repo": data, "branch": "staging", "glob": "/*"}},
+        ["sh", "-c", "cp /pfs/*/* /pfs/out/"],
+    )
+    pipeline = pps.Pipeline(name=name)
+
+    def jobs() -> list[pps.JobInfo]:
+        found = list(pachd_client.pps.list_job(pipeline=pipeline))
+        for info in found:
+            pachd_client.pps.inspect_job(job=info.job, wait=True)
+        return found
+
+    before = {j.job.id for j in jobs()}
+    _finished(pachd_client, data, {"/a": b"a"})
+    assert {j.job.id for j in jobs()} == before
+    second = _finished(pachd_client, data, {"/b": b"b"})
+    new = [j for j in jobs() if j.job.id not in before]
+    assert len(new) == 1
+    info = pachd_client.pps.inspect_job(job=new[0].job, wait=True)
+    assert info.state == pps.JobState.JOB_SUCCESS, info.reason
+    assert _head(pachd_client, data, "staging") == second
+    assert read(pachd_client, f"{name}@master:/a") == b"a"
+    assert read(pachd_client, f"{name}@master:/b") == b"b"
+
+
+@pytest.mark.parametrize(
+    ("branch", "trigger", "message"),
+    [
+        ("staging", {"size": "1K"}, "triggers must specify a branch to trigger on"),
+        ("staging", {"branch": "staging"}, "triggers cannot form a loop"),
+        ("master", {"branch": "loop"}, "triggers cannot form a loop"),  # loop <- master exists
+        ("staging", {"branch": "master", "size": "1X"}, "invalid trigger size: invalid suffix: 'x'"),
+        ("staging", {"branch": "master", "size": "MB"}, "invalid trigger size: invalid size: 'MB'"),
+        ("staging", {"branch": "master", "commits": -1}, "can't trigger on a negative number of commits"),
+        ("staging", {"branch": "master", "cron_spec": "* * *"},
+         "invalid trigger cron spec: Expected exactly 5 fields, found 3: * * *"),
+        ("staging", {"branch": "master", "rate_limit_spec": "@often"},
+         "invalid trigger rate limit spec: Unrecognized descriptor: @often"),
+    ],
+    ids=["no-branch", "self", "chain-loop", "bad-suffix", "no-number", "negative-commits", "cron", "rate-limit"],
+)  # fmt: skip
+def test_trigger_validation(pachd_client, branch, trigger, message):
+    """src/server/pfs/server/server_branch.go (validateTrigger; plain errors, so UNKNOWN)."""
+    repo = create_repo(pachd_client, "trig")
+    _trigger_branch(pachd_client, repo, "loop", branch="master")
+    code, msg = code_of(
+        pachd_client.pfs.create_branch,
+        branch=pfs.Branch.from_uri(f"{repo}@{branch}"),
+        trigger=pfs.Trigger(**trigger),
+    )
+    assert (code, msg) == (grpc.StatusCode.UNKNOWN, message)
+
+
+def test_trigger_with_provenance_is_refused_and_a_missing_source_is_not(pachd_client):
+    """src/server/pfs/server/server_branch.go (createBranch: "a branch cannot have both provenance and a
+    trigger"; validateTrigger does not require the source branch to exist) and master_trigger.go (the
+    trigger fires once the source branch has a finished commit); CreateBranch without a trigger keeps it."""
+    repo, other = create_repo(pachd_client, "trig"), create_repo(pachd_client, "prov")
+    code, msg = code_of(
+        pachd_client.pfs.create_branch,
+        branch=pfs.Branch.from_uri(f"{repo}@out"),
+        provenance=[pfs.Branch.from_uri(f"{other}@master")],
+        trigger=pfs.Trigger(branch="master"),
+    )
+    assert (code, msg) == (grpc.StatusCode.UNKNOWN, "a branch cannot have both provenance and a trigger")
+    _trigger_branch(pachd_client, repo, "staging", branch="later", commits=1)
+    pachd_client.pfs.create_branch(branch=pfs.Branch.from_uri(f"{repo}@staging"))  # no trigger: kept
+    with pachd_client.pfs.commit(branch=pfs.Branch.from_uri(f"{repo}@later")) as c:
+        c.put_file_from_bytes("/a", b"a")
+    pachd_client.pfs.inspect_commit(
+        commit=pfs.Commit.from_uri(f"{repo}@{c.id}"), wait=pfs.CommitState.FINISHED
+    )
+    assert _head(pachd_client, repo, "staging") == c.id
+    info = pachd_client.pfs.inspect_branch(branch=pfs.Branch.from_uri(f"{repo}@staging"))
+    assert (info.trigger.branch, info.trigger.commits) == ("later", 1)
+
+
+def test_trigger_ignores_a_commit_finished_with_an_error(pachd_client):
+    """src/server/pfs/server/master.go (finishCommit calls triggerCommit only when the commit has no error)."""
+    repo = create_repo(pachd_client, "trig")
+    first = _trigger_branch(pachd_client, repo, "staging", branch="master", commits=1)
+    bad = pachd_client.pfs.start_commit(branch=pfs.Branch.from_uri(f"{repo}@master"))
+    pachd_client.pfs.put_file_from_bytes(commit=bad, path="/a", data=b"a")
+    pachd_client.pfs.finish_commit(commit=bad, error="bad input")
+    pachd_client.pfs.inspect_commit(commit=bad, wait=pfs.CommitState.FINISHED)
+    assert _head(pachd_client, repo, "staging") == first
+    good = _finished(pachd_client, repo, {"/b": b"b"})
+    assert _head(pachd_client, repo, "staging") == good
