@@ -373,6 +373,8 @@ def test_cron_ticks_survive_a_restart_without_repeats(pachd_factory):
     ]
     counts = sorted(n for n in counts if n)  # the branch's first commit is empty
     assert counts == list(range(1, len(files) + 1))  # each tick commit added one file: none made twice
+
+
 # --- branch triggers ---
 def _finished(client, repo: str, files: dict[str, bytes]) -> str:
     """Commit ``files`` to master and wait until the commit is finished (pachd triggers fire then)."""
