@@ -20,6 +20,7 @@ from pachd_lite import auth
 from pachd_lite.api.admin_api import AdminApi, MetadataApi, VersionApi
 from pachd_lite.api.limits import THREADS, CallSlots
 from pachd_lite.api.pfs_api import DESERIALIZERS, PfsApi
+from pachd_lite.api.pps_api import PpsApi
 from pachd_lite.api.registry import PachydermHandler
 from pachd_lite.api.transaction_api import TransactionApi
 from pachd_lite.pfs import garbage, projects, recovery, triggers
@@ -103,8 +104,9 @@ class PachdLite:
             "metadata.API": MetadataApi(self.ctx),
         }
         self.pps = PpsService(self.ctx, config)
-        adapters.update(self.pps.adapters())
-        transactions = TransactionApi(self.ctx, pfs_api, self.pps.api)
+        pps_api = PpsApi(self.ctx, self.pps.logs)
+        adapters["pps_v2.API"] = pps_api
+        transactions = TransactionApi(self.ctx, pfs_api, pps_api)
         adapters["transaction_v2.API"] = transactions
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="rpc"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import uuid
 from typing import Any
 
 import betterproto
@@ -11,7 +9,8 @@ from pachyderm_sdk.api import admin, metadata, version
 
 from pachd_lite.api import convert as cv
 from pachd_lite.errors import InvalidArgument
-from pachd_lite.pfs.metadata import MetadataEdit, edit_metadata
+from pachd_lite.pfs.cluster import cluster_id, cluster_metadata
+from pachd_lite.pfs.metadata import CLUSTER, MetadataEdit, edit_metadata
 from pachd_lite.pfs.model import PfsContext
 
 SERVER_VERSION = version.Version(
@@ -27,16 +26,6 @@ SERVER_VERSION = version.Version(
 )
 
 
-def cluster_id(ctx: PfsContext) -> str:
-    with ctx.db.tx() as conn:
-        row = conn.execute("SELECT value FROM cluster WHERE key = 'id'").fetchone()
-        if row is None:
-            value = uuid.uuid4().hex
-            conn.execute("INSERT INTO cluster(key, value) VALUES ('id', ?)", (value,))
-            return value
-        return row[0]
-
-
 class VersionApi:
     def GetVersion(self, req: Any, context: Any) -> version.Version:
         return SERVER_VERSION
@@ -48,14 +37,12 @@ class AdminApi:
         self.id = cluster_id(ctx)
 
     def InspectCluster(self, req: admin.InspectClusterRequest, context: Any) -> admin.ClusterInfo:
-        with self.ctx.db.read() as conn:
-            row = conn.execute("SELECT value FROM cluster WHERE key = 'metadata'").fetchone()
         return admin.ClusterInfo(
             id=self.id,
             deployment_id=self.id,
             warnings_ok=True,
             warnings=[],
-            metadata=json.loads(row[0]) if row else {},
+            metadata=cluster_metadata(self.ctx),
             web_resources=admin.WebResource(),
         )
 
@@ -71,7 +58,7 @@ def _edit(msg: metadata.Edit) -> MetadataEdit:
     elif target_field == "commit":
         t = cv.commit_from_picker(target)
     elif target_field == "cluster":
-        t = "cluster"
+        t = CLUSTER
     elif target_field == "pipeline":
         name = target.name
         t = ("pipeline", cv.project_from_picker(name.project), name.name)

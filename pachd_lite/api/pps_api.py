@@ -12,9 +12,9 @@ from pachyderm_sdk.api import pfs, pps
 
 from pachd_lite.api import convert as cv
 from pachd_lite.errors import InvalidArgument, NotFound, Unknown
-from pachd_lite.pfs import branches, commits, files
+from pachd_lite.pfs import branches, files
 from pachd_lite.pfs.model import BranchRef, PfsContext, RepoRef
-from pachd_lite.pps import cron, pipelines, secrets
+from pachd_lite.pps import cron, datum_records, pipelines, secrets
 from pachd_lite.pps import jobs as jobs_mod
 from pachd_lite.pps.create_datum import stream_datums
 from pachd_lite.pps.datums import Match, PfsInputRef, compute_datums
@@ -41,14 +41,6 @@ class PpsApi:
         self.logs = logs
 
     # --- conversions ---------------------------------------------------------------------
-    def _last_job_state(self, record: pipelines.PipelineRecord) -> int:
-        with self.ctx.db.read() as conn:
-            row = conn.execute(
-                "SELECT state FROM jobs WHERE project = ? AND pipeline = ? ORDER BY seq DESC LIMIT 1",
-                (record.project, record.name),
-            ).fetchone()
-        return row[0] if row else 0
-
     def pipeline_info(self, record: pipelines.PipelineRecord) -> pps.PipelineInfo:
         spec = record.spec
         details = pps.PipelineInfoDetails(
@@ -87,7 +79,7 @@ class PpsApi:
             stopped=record.stopped,
             state=pps.PipelineState(record.state),
             reason=record.reason,
-            last_job_state=pps.JobState(self._last_job_state(record)),
+            last_job_state=pps.JobState(jobs_mod.last_job_state(self.ctx, record.project, record.name)),
             parallelism=int(spec.parallelism_spec.constant or 1),
             type=pps.PipelineInfoPipelineType.PIPELINE_TYPE_TRANSFORM,
             details=details,
@@ -97,8 +89,7 @@ class PpsApi:
         )
 
     def job_info(self, job: jobs_mod.JobRecord, details: bool = False) -> pps.JobInfo:
-        with self.ctx.db.read() as conn:
-            record = pipelines.find_pipeline(conn, job.project, job.pipeline, job.pipeline_version)
+        record = pipelines.job_pipeline(self.ctx, job)
         output_branch = record.output_branch if record is not None else "master"
         info = pps.JobInfo(
             job=pps.Job(pipeline=_pipeline_msg(job.project, job.pipeline), id=job.id),
@@ -266,13 +257,7 @@ class PpsApi:
         project, name = ("", "")
         if req.pipeline is not None and req.pipeline.name:
             project, name = _pipeline_key(req.pipeline)
-        inputs = None
-        if req.input_commit:
-            with self.ctx.db.read() as conn:
-                refs = [cv.commit_ref(c) for c in req.input_commit]
-                inputs = [
-                    (r.repo.project, r.repo.name, commits.resolve_commit(conn, r)["commit_set"]) for r in refs
-                ]
+        inputs = [cv.commit_ref(c) for c in req.input_commit] or None
         records = jobs_mod.list_jobs(
             self.ctx, project, name, [p.name for p in req.projects if p.name] or None, input_commits=inputs
         )
@@ -313,14 +298,8 @@ class PpsApi:
     def SubscribeJob(self, req: pps.SubscribeJobRequest, context: Any) -> Iterator[pps.JobInfo]:
         project, name = _pipeline_key(req.pipeline)
         pipelines.get_pipeline(self.ctx, project, name)
-        seen: dict[str, int] = {}
-        while context.is_active():
-            version = self.ctx.db.version
-            for job in sorted(jobs_mod.list_jobs(self.ctx, project, name), key=lambda j: j.seq):
-                if seen.get(job.id) != job.state:
-                    seen[job.id] = job.state
-                    yield self.job_info(job, req.details)
-            self.ctx.db.wait_for_change(version, 1.0)
+        for job in jobs_mod.subscribe_jobs(self.ctx, project, name, context.is_active):
+            yield self.job_info(job, req.details)
 
     def StopJob(self, req: pps.StopJobRequest, context: Any) -> Empty:
         jobs_mod.stop_job(self.ctx, *self._job_key(req.job), req.reason)
@@ -331,15 +310,6 @@ class PpsApi:
         return Empty()
 
     # --- datums --------------------------------------------------------------------------
-    def _datum_rows(self, job: jobs_mod.JobRecord, datum_id: str = "") -> list[Any]:
-        sql = "SELECT * FROM datums WHERE project = ? AND pipeline = ? AND job_id = ?"
-        args: list[Any] = [job.project, job.pipeline, job.id]
-        if datum_id:
-            sql += " AND datum_id = ?"
-            args.append(datum_id)
-        with self.ctx.db.read() as conn:
-            return conn.execute(sql + " ORDER BY datum_id", args).fetchall()
-
     def ListDatum(self, req: pps.ListDatumRequest, context: Any) -> Iterator[pps.DatumInfo]:
         if req.input is not None and (req.input.pfs is not None and req.input.pfs.repo or req.input.cross
                                       or req.input.union or req.input.join or req.input.group):  # fmt: skip
@@ -347,7 +317,7 @@ class PpsApi:
             return
         job = jobs_mod.get_job(self.ctx, *self._job_key(req.job))
         states = {int(s) for s in req.filter.state} if req.filter is not None else set()
-        infos = [self.datum_info(job, row) for row in self._datum_rows(job)]
+        infos = [self.datum_info(job, row) for row in datum_records.job_datums(self.ctx, job)]
         if states:
             infos = [i for i in infos if int(i.state) in states]
         if req.reverse:
@@ -397,7 +367,7 @@ class PpsApi:
 
     def InspectDatum(self, req: pps.InspectDatumRequest, context: Any) -> pps.DatumInfo:
         job = jobs_mod.get_job(self.ctx, *self._job_key(req.datum.job))
-        rows = self._datum_rows(job, req.datum.id)
+        rows = datum_records.job_datums(self.ctx, job, req.datum.id)
         if not rows:
             raise NotFound(f"datum {req.datum.id} not found in job {job}")
         return self.datum_info(job, rows[0])
@@ -405,36 +375,14 @@ class PpsApi:
     def RestartDatum(self, req: pps.RestartDatumRequest, context: Any) -> Empty:
         job = jobs_mod.get_job(self.ctx, *self._job_key(req.job))
         filters = list(req.data_filters)
-        matching = self._datums_matching(job.project, job.pipeline, job.id, filters)
+        matching = datum_records.datums_matching(self.ctx, job.project, job.pipeline, job.id, filters)
         if matching is None:  # no filter: every datum of the job matches (common.MatchDatum)
-            matching = {row["datum_id"] for row in self._datum_rows(job)}
+            matching = {row["datum_id"] for row in datum_records.job_datums(self.ctx, job)}
         if not matching:  # pachd's worker Cancel found no datum: a plain error
             raise Unknown(
                 f"datum matching filter [{' '.join(filters)}] could not be found for job ID {job.id}"
             )
         return Empty()  # failed datums are retried by the next job, as after pachd's restart
-
-    def _datums_matching(self, project: str, name: str, job_id: str, filters: list[str]) -> set[str] | None:
-        """Datum ids whose id, input path or input hash (hex) matches every filter (common.MatchDatum)."""
-        if not filters:
-            return None
-        sql, args = "SELECT datum_id, inputs FROM datums WHERE 1 = 1", []
-        if name:
-            sql += " AND project = ? AND pipeline = ?"
-            args += [project or "default", name]
-        if job_id:
-            sql += " AND job_id = ?"
-            args.append(job_id)
-        with self.ctx.db.read() as conn:
-            rows = conn.execute(sql, args).fetchall()
-        out = set()
-        for datum_id, inputs_json in rows:
-            keys = {datum_id}
-            for inp in json.loads(inputs_json):
-                keys.update({inp["path"], inp["hash"]})
-            if all(f in keys for f in filters):
-                out.add(datum_id)
-        return out
 
     # --- secrets -------------------------------------------------------------------------
     @staticmethod
@@ -491,7 +439,7 @@ class PpsApi:
             tail=req.tail,
             follow=req.follow,
             alive=context.is_active,
-            datum_ids=self._datums_matching(project, name, job_id, list(req.data_filters)),
+            datum_ids=datum_records.datums_matching(self.ctx, project, name, job_id, list(req.data_filters)),
         ):
             yield pps.LogMessage(
                 project_name=line.project,

@@ -10,7 +10,6 @@ drops them, like a transaction pachd never finished).
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,8 +21,9 @@ from pachyderm_sdk.api import pfs, pps, transaction
 
 from pachd_lite.api import convert as cv
 from pachd_lite.errors import FailedPrecondition, NotFound
+from pachd_lite.pfs import commit_sets
 from pachd_lite.pfs.model import PfsContext
-from pachd_lite.pfs.names import new_id, one_commit_set
+from pachd_lite.pfs.names import new_id
 
 METADATA_KEY = "pach-transaction"
 
@@ -166,14 +166,9 @@ class TransactionApi:
         return self._info(txn)
 
     def _run(self, txn: OpenTransaction, context: Any) -> None:
-        try:
-            with one_commit_set(txn.commit_set), self.ctx.db.tx():
-                for name, body in txn.ops:
-                    self._execute(name, body, context)
-        except sqlite3.IntegrityError as exc:
-            raise FailedPrecondition(
-                f"transaction failed: two writes to one repo in one commit set are not possible ({exc})"
-            ) from exc
+        with commit_sets.one_transaction(self.ctx, txn.commit_set):
+            for name, body in txn.ops:
+                self._execute(name, body, context)
 
     def _execute(self, name: str, body: Any, context: Any) -> None:
         handler = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -10,6 +11,20 @@ from pachd_lite.errors import FailedPrecondition, NotFound
 from pachd_lite.pfs import garbage, graph, layers
 from pachd_lite.pfs.commits import WAIT_SLICE, commit_info, resolve_commit
 from pachd_lite.pfs.model import CommitInfo, CommitRef, PfsContext
+from pachd_lite.pfs.names import one_commit_set
+
+
+@contextlib.contextmanager
+def one_transaction(ctx: PfsContext, commit_set: str) -> Iterator[None]:
+    """The block's writes share ``commit_set`` and one database transaction: all of them or none
+    (transaction_v2's FinishTransaction)."""
+    try:
+        with one_commit_set(commit_set), ctx.db.tx():
+            yield
+    except sqlite3.IntegrityError as exc:
+        raise FailedPrecondition(
+            f"transaction failed: two writes to one repo in one commit set are not possible ({exc})"
+        ) from exc
 
 
 def _set_rows(conn: sqlite3.Connection, commit_set: str) -> list[sqlite3.Row]:

@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from pachd_lite.errors import AlreadyExists, InvalidArgument, NotFound
 from pachd_lite.pfs import branches, commits, projects, repos
+from pachd_lite.pfs.cluster import read_cluster_metadata, write_cluster_metadata
 from pachd_lite.pfs.model import BranchRef, CommitRef, PfsContext, RepoRef
+
+CLUSTER = ("cluster",)  # the target of an edit on the cluster (a bare string names a project)
 
 
 @dataclass
 class MetadataEdit:
-    """One edit: ``target`` is a project name, RepoRef, BranchRef, CommitRef or ("pipeline", project, name)."""
+    """One edit: ``target`` is a project name, RepoRef, BranchRef, CommitRef, ("pipeline", project, name)
+    or CLUSTER."""
 
     target: object
     op: str  # replace | add_key | edit_key | delete_key
@@ -47,17 +50,13 @@ def apply_op(current: dict[str, str], edit: MetadataEdit, what: str) -> dict[str
     return updated
 
 
-# Pipelines register a (get, set) pair here so this module needs no PPS import.
-pipeline_metadata: dict[str, Callable] = {}
-
-
 def edit_metadata(ctx: PfsContext, edits: list[MetadataEdit]) -> None:
     with ctx.db.tx() as conn:
         for edit in edits:
-            _apply(conn, edit)
+            _apply(ctx, conn, edit)
 
 
-def _apply(conn: sqlite3.Connection, edit: MetadataEdit) -> None:
+def _apply(ctx: PfsContext, conn: sqlite3.Connection, edit: MetadataEdit) -> None:
     target = edit.target
     if isinstance(target, str):
         row = projects.require_project(conn, target)
@@ -74,16 +73,12 @@ def _apply(conn: sqlite3.Connection, edit: MetadataEdit) -> None:
         row = commits.resolve_commit(conn, target)
         commits.set_metadata(conn, target, apply_op(json.loads(row["metadata"]), edit, f"commit {target}"))
     elif isinstance(target, tuple) and target and target[0] == "pipeline":
-        if "get" not in pipeline_metadata:
+        store = ctx.pipeline_metadata
+        if store is None:
             raise NotFound(f"pipeline {target[1]}/{target[2]} not found")
-        current = pipeline_metadata["get"](conn, target[1], target[2])
-        pipeline_metadata["set"](conn, target[1], target[2], apply_op(current, edit, f"pipeline {target[2]}"))
-    elif target == "cluster":
-        row = conn.execute("SELECT value FROM cluster WHERE key = 'metadata'").fetchone()
-        current = json.loads(row[0]) if row else {}
-        conn.execute(
-            "INSERT OR REPLACE INTO cluster(key, value) VALUES ('metadata', ?)",
-            (json.dumps(apply_op(current, edit, "cluster")),),
-        )
+        current = store.get(conn, target[1], target[2])
+        store.set(conn, target[1], target[2], apply_op(current, edit, f"pipeline {target[2]}"))
+    elif target == CLUSTER:
+        write_cluster_metadata(conn, apply_op(read_cluster_metadata(conn), edit, "cluster"))
     else:
         raise InvalidArgument("metadata edit without a target")

@@ -43,6 +43,15 @@ class BranchLocks:
             return self._locks.setdefault(key, threading.Lock())
 
 
+@dataclass(frozen=True)
+class PipelineMetadataStore:
+    """How EditMetadata reads and writes a pipeline's metadata inside its transaction; PPS provides
+    it (PFS does not import PPS). ``get``/``set`` take (conn, project, pipeline name)."""
+
+    get: Callable[[sqlite3.Connection, str, str], dict[str, str]]
+    set: Callable[[sqlite3.Connection, str, str, dict[str, str]], None]
+
+
 @dataclass
 class PfsContext:
     """What every PFS operation works on: the metadata DB and the blob store.
@@ -63,6 +72,8 @@ class PfsContext:
     # Called inside the write transaction with the row ids of commits that just finished (branch
     # triggers fire here, in the finishing transaction as in pachd).
     finished_commit_hooks: list[Callable[[sqlite3.Connection, list[int]], None]] = field(default_factory=list)
+    # Set by PPS when it starts; None: no pipeline exists (EditMetadata on a pipeline is NOT_FOUND).
+    pipeline_metadata: PipelineMetadataStore | None = None
 
     def run_new_commit_hooks(self, conn: sqlite3.Connection, commit_ids: list[int]) -> None:
         if commit_ids:

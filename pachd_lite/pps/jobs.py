@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from pachyderm_sdk.api import pps
 
 from pachd_lite.errors import NotFound
 from pachd_lite.pfs import commits
-from pachd_lite.pfs.model import META, USER, PfsContext
+from pachd_lite.pfs.model import META, USER, CommitRef, PfsContext
 
 CREATED = int(pps.JobState.JOB_CREATED)
 STARTING = int(pps.JobState.JOB_STARTING)
@@ -80,9 +80,9 @@ def list_jobs(
     pipeline: str = "",
     projects: list[str] | None = None,
     job_set: str = "",
-    input_commits: list[tuple[str, str, str]] | None = None,
+    input_commits: list[CommitRef] | None = None,
 ) -> list[JobRecord]:
-    """Jobs, newest first; filtered by pipeline, projects, job set, or input commits (project, repo, id)."""
+    """Jobs, newest first; filtered by pipeline, projects, job set, or input commits (all of them)."""
     sql, args = "SELECT * FROM jobs WHERE 1 = 1", []
     if pipeline:
         sql += " AND project = ? AND pipeline = ?"
@@ -95,9 +95,11 @@ def list_jobs(
         args.append(job_set)
     sql += " ORDER BY created DESC, seq DESC"
     with ctx.db.read() as conn:
+        wanted = set()
+        for ref in input_commits or []:
+            wanted.add((ref.repo.project, ref.repo.name, commits.resolve_commit(conn, ref)["commit_set"]))
         out = [_record(r) for r in conn.execute(sql, args).fetchall()]
-        if input_commits:
-            wanted = set(input_commits)
+        if wanted:
             out = [j for j in out if wanted <= set(_input_triples(conn, j))]
     return out
 
@@ -248,3 +250,27 @@ def wait_job(
         if job.terminal or not alive():
             return job
         ctx.db.wait_for_change(version, commits.WAIT_SLICE)
+
+
+def last_job_state(ctx: PfsContext, project: str, pipeline: str) -> int:
+    """State of the pipeline's newest job (0, JOB_STATE_UNKNOWN, before its first job)."""
+    with ctx.db.read() as conn:
+        row = conn.execute(
+            "SELECT state FROM jobs WHERE project = ? AND pipeline = ? ORDER BY seq DESC LIMIT 1",
+            (project, pipeline),
+        ).fetchone()
+    return row[0] if row else 0
+
+
+def subscribe_jobs(
+    ctx: PfsContext, project: str, pipeline: str, alive: Callable[[], bool]
+) -> Iterator[JobRecord]:
+    """The pipeline's jobs, oldest first, then each job again whenever its state changes, while ``alive()``."""
+    seen: dict[str, int] = {}
+    while alive():
+        version = ctx.db.version
+        for job in sorted(list_jobs(ctx, project, pipeline), key=lambda j: j.seq):
+            if seen.get(job.id) != job.state:
+                seen[job.id] = job.state
+                yield job
+        ctx.db.wait_for_change(version, 1.0)

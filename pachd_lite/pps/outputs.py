@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 
 from pachd_lite.errors import InvalidArgument
-from pachd_lite.pfs.files import Entry
+from pachd_lite.pfs.layers import Entry
 from pachd_lite.pfs.model import PfsContext
 from pachd_lite.pfs.names import clean_path
 

@@ -19,7 +19,6 @@ from pachyderm_sdk.api import pps
 
 from pachd_lite.errors import AlreadyExists, FailedPrecondition, NotFound
 from pachd_lite.pfs import branches, commits, projects, repos
-from pachd_lite.pfs.metadata import pipeline_metadata
 from pachd_lite.pfs.model import META, SPEC, USER, BranchRef, PfsContext, RepoRef
 from pachd_lite.pfs.names import new_commit_set_id, new_id
 from pachd_lite.pps import jobs
@@ -122,6 +121,12 @@ def require_pipeline(conn: sqlite3.Connection, project: str, name: str, version:
     if record is None:
         raise NotFound(f"pipeline {project or 'default'}/{name} not found")
     return record
+
+
+def job_pipeline(ctx: PfsContext, job: jobs.JobRecord) -> PipelineRecord | None:
+    """The pipeline version that made ``job`` (None once the pipeline is deleted)."""
+    with ctx.db.read() as conn:
+        return find_pipeline(conn, job.project, job.pipeline, job.pipeline_version)
 
 
 def input_branches(spec: pps.CreatePipelineRequest) -> list[BranchRef]:
@@ -335,17 +340,15 @@ def iter_output_heads(conn: sqlite3.Connection, record: PipelineRecord) -> Itera
         yield row["head_id"]
 
 
-def _get_metadata(conn: sqlite3.Connection, project: str, name: str) -> dict[str, str]:
+def get_metadata(conn: sqlite3.Connection, project: str, name: str) -> dict[str, str]:
+    """The pipeline's metadata (EditMetadata; NOT_FOUND for an unknown pipeline)."""
     return require_pipeline(conn, project, name).metadata
 
 
-def _set_metadata(conn: sqlite3.Connection, project: str, name: str, metadata: dict[str, str]) -> None:
+def set_metadata(conn: sqlite3.Connection, project: str, name: str, metadata: dict[str, str]) -> None:
+    """Replace the metadata of the pipeline's current version."""
     record = require_pipeline(conn, project, name)
     conn.execute(
         "UPDATE pipelines SET metadata = ? WHERE project = ? AND name = ? AND version = ?",
         (json.dumps(metadata), record.project, record.name, record.version),
     )
-
-
-pipeline_metadata["get"] = _get_metadata
-pipeline_metadata["set"] = _set_metadata

@@ -1,11 +1,12 @@
-"""Wires PPS into the server: the job hook on new commits, the log store, the scheduler, the API."""
+"""Wires PPS into the server: the job hook on new commits, the log store, the scheduler (the
+server builds the gRPC adapter, ``api.pps_api.PpsApi``, on the log store)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pachd_lite.pfs.model import PfsContext
-from pachd_lite.pps import jobs
+from pachd_lite.pfs.model import PfsContext, PipelineMetadataStore
+from pachd_lite.pps import jobs, pipelines
 from pachd_lite.pps.logs import LogStore
 from pachd_lite.pps.runner import RunAs
 from pachd_lite.pps.scheduler import Scheduler
@@ -13,10 +14,9 @@ from pachd_lite.pps.scheduler import Scheduler
 
 class PpsService:
     def __init__(self, ctx: PfsContext, config: Any) -> None:
-        from pachd_lite.api.pps_api import PpsApi
-
         self.ctx = ctx
         ctx.new_commit_hooks.append(jobs.new_commit_hook(ctx))
+        ctx.pipeline_metadata = PipelineMetadataStore(get=pipelines.get_metadata, set=pipelines.set_metadata)
         self.logs = LogStore(ctx)
         host = config.host if config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         try:
@@ -27,14 +27,10 @@ class PpsService:
             ctx, self.logs, (host, config.port), config.max_parallelism, auth_token=config.auth_token,
             run_as=run_as,
         )  # fmt: skip
-        self.api = PpsApi(ctx, self.logs)
 
     def set_port(self, port: int) -> None:
         """The port the server really listens on (workers' Client.new_in_cluster() dials it)."""
         self.scheduler.pachd_address = (self.scheduler.pachd_address[0], port)
-
-    def adapters(self) -> dict[str, object]:
-        return {"pps_v2.API": self.api}
 
     def start(self) -> None:
         self.logs.start()

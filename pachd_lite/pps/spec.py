@@ -1,4 +1,4 @@
-"""Pipeline specs: strict protojson parsing, pachd's validation rules, defaults, effective spec.
+"""Pipeline specs: pachd's validation rules, defaults, effective spec (JSON via pachd_lite.protojson).
 
 Public API (stable; the PPS core calls it):
 
@@ -26,17 +26,13 @@ Public API (stable; the PPS core calls it):
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import json
-import math
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import betterproto
 from pachyderm_sdk.api import pfs, pps
 
+from pachd_lite import protojson
 from pachd_lite.errors import InvalidArgument
 from pachd_lite.pps.cron_spec import CronSpecError, parse_schedule
 from pachd_lite.pps.datums import apply_cron_input_defaults, apply_pfs_input_defaults
@@ -70,329 +66,17 @@ class SpecError(InvalidArgument, ValueError):
         self.field = field
 
 
-# --- strict protojson decoding ---------------------------------------------------------------------
-
-_INT_TYPES = {
-    betterproto.TYPE_INT32: (-(2**31), 2**31 - 1),
-    betterproto.TYPE_SINT32: (-(2**31), 2**31 - 1),
-    betterproto.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
-    betterproto.TYPE_INT64: (-(2**63), 2**63 - 1),
-    betterproto.TYPE_SINT64: (-(2**63), 2**63 - 1),
-    betterproto.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
-    betterproto.TYPE_UINT32: (0, 2**32 - 1),
-    betterproto.TYPE_FIXED32: (0, 2**32 - 1),
-    betterproto.TYPE_UINT64: (0, 2**64 - 1),
-    betterproto.TYPE_FIXED64: (0, 2**64 - 1),
-}
-_FLOAT_TYPES = {betterproto.TYPE_FLOAT, betterproto.TYPE_DOUBLE}
-_DURATION_RE = re.compile(r"^(-)?(\d+)(?:\.(\d{1,9}))?s$")
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p[:1].upper() + p[1:] for p in rest)
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise SpecError(f'duplicate key "{k}" in pipeline spec JSON', k)
-        out[k] = v
-    return out
-
-
 def parse_create_pipeline_request(json_text: str) -> pps.CreatePipelineRequest:
     """Parse a pipeline spec (protojson of CreatePipelineRequest); see module docstring."""
     try:
-        data = json.loads(json_text, object_pairs_hook=_no_duplicate_keys)
-    except json.JSONDecodeError as e:
-        raise SpecError(
-            f"pipeline spec is not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})"
-        ) from e
-    if not isinstance(data, dict):
-        raise SpecError("pipeline spec must be a JSON object")
-    msg = _decode_message(pps.CreatePipelineRequest, data, "")
-    assert isinstance(msg, pps.CreatePipelineRequest)
-    return msg
-
-
-# Proto fields whose proto name is not snake_case (betterproto lower-cases them): JSON name -> field.
-_PROTO_NAME_ALIASES = {("Egress", "URL"): "url"}
-
-
-def _field_index(cls: type[betterproto.Message]) -> dict[str, dataclasses.Field[Any]]:
-    index: dict[str, dataclasses.Field[Any]] = {}
-    for f in dataclasses.fields(cls):
-        if "betterproto" not in f.metadata:
-            continue
-        index[f.name] = f
-        index[_camel(f.name)] = f
-    for (cls_name, json_name), field_name in _PROTO_NAME_ALIASES.items():
-        if cls.__name__ == cls_name:
-            index[json_name] = index.pop(field_name)
-            index.pop(_camel(field_name), None)
-    return index
-
-
-def _decode_message(cls: type[betterproto.Message], obj: Any, path: str) -> betterproto.Message:
-    if not isinstance(obj, dict):
-        raise SpecError(f"{path or 'pipeline spec'}: expected a JSON object, got {_kind(obj)}", path)
-    msg = cls()
-    msg._serialized_on_wire = True  # present in the JSON, even if empty
-    meta = msg._betterproto
-    index = _field_index(cls)
-    seen: dict[str, str] = {}
-    oneof_seen: dict[str, str] = {}
-    for key, value in obj.items():
-        fpath = _join(path, key)
-        f = index.get(key)
-        if f is None:
-            raise SpecError(f'unknown field "{fpath}" in pipeline spec', fpath)
-        if f.name in seen:
-            raise SpecError(f'field "{fpath}" given twice (also as "{_join(path, seen[f.name])}")', fpath)
-        seen[f.name] = key
-        if value is None:
-            continue  # protojson: null means "not set"
-        group = meta.oneof_group_by_field.get(f.name)
-        if group is not None:
-            if group in oneof_seen:
-                raise SpecError(f'"{fpath}" and "{_join(path, oneof_seen[group])}" cannot both be set', fpath)
-            oneof_seen[group] = key
-        setattr(msg, f.name, _decode_field(msg, f, value, fpath))
-    return msg
-
-
-def _decode_field(msg: betterproto.Message, f: dataclasses.Field[Any], value: Any, path: str) -> Any:
-    fm: betterproto.FieldMetadata = f.metadata["betterproto"]
-    meta = msg._betterproto
-    if fm.proto_type == betterproto.TYPE_MAP:
-        if not isinstance(value, dict):
-            raise SpecError(f"{path}: expected a JSON object (map), got {_kind(value)}", path)
-        value_type = fm.map_types[1]
-        value_cls = meta.cls_by_field.get(f.name + ".value")
-        return {
-            str(k): _decode_single(value_type, value_cls, v, f"{path}.{k}", wraps=None)
-            for k, v in value.items()
-        }
-    if isinstance(meta.default_gen[f.name](), list):
-        if not isinstance(value, list):
-            raise SpecError(f"{path}: expected a JSON array, got {_kind(value)}", path)
-        cls = meta.cls_by_field.get(f.name)
-        return [_decode_single(fm.proto_type, cls, v, f"{path}[{i}]", fm.wraps) for i, v in enumerate(value)]
-    return _decode_single(fm.proto_type, meta.cls_by_field.get(f.name), value, path, fm.wraps)
-
-
-def _decode_single(proto_type: str, cls: Any, value: Any, path: str, wraps: str | None) -> Any:
-    if wraps:  # google.protobuf.*Value wrappers are their bare value in JSON
-        return _decode_single(wraps, None, value, path, None)
-    if proto_type == betterproto.TYPE_STRING:
-        if not isinstance(value, str):
-            raise SpecError(f"{path}: expected a string, got {_kind(value)}", path)
-        return value
-    if proto_type == betterproto.TYPE_BOOL:
-        if not isinstance(value, bool):
-            raise SpecError(f"{path}: expected true or false, got {_kind(value)}", path)
-        return value
-    if proto_type in _INT_TYPES:
-        return _decode_int(proto_type, value, path)
-    if proto_type in _FLOAT_TYPES:
-        return _decode_float(value, path)
-    if proto_type == betterproto.TYPE_BYTES:
-        if not isinstance(value, str):
-            raise SpecError(f"{path}: expected base64 text, got {_kind(value)}", path)
-        padded = value + "=" * (-len(value) % 4)
-        try:
-            return (
-                base64.urlsafe_b64decode(padded) if "-" in value or "_" in value else base64.b64decode(padded)
-            )
-        except ValueError as e:
-            raise SpecError(f"{path}: invalid base64: {e}", path) from e
-    if proto_type == betterproto.TYPE_ENUM:
-        return _decode_enum(cls, value, path)
-    if proto_type == betterproto.TYPE_MESSAGE:
-        if cls is timedelta:
-            return _decode_duration(value, path)
-        if cls is datetime:
-            return _decode_timestamp(value, path)
-        return _decode_message(cls, value, path)
-    raise SpecError(f"{path}: unsupported field type {proto_type}", path)
-
-
-def _decode_int(proto_type: str, value: Any, path: str) -> int:
-    lo, hi = _INT_TYPES[proto_type]
-    if isinstance(value, bool):
-        raise SpecError(f"{path}: expected an integer, got a boolean", path)
-    if isinstance(value, int):
-        n = value
-    elif isinstance(value, float) and value.is_integer():
-        n = int(value)
-    elif isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-        n = int(value)
-    else:
-        raise SpecError(f"{path}: expected an integer (number or string), got {_kind(value)}", path)
-    if not lo <= n <= hi:
-        raise SpecError(f"{path}: {n} is out of range for {proto_type}", path)
-    return n
-
-
-def _decode_float(value: Any, path: str) -> float:
-    if isinstance(value, bool):
-        raise SpecError(f"{path}: expected a number, got a boolean", path)
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        special = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-        if value in special:
-            return special[value]
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    raise SpecError(f"{path}: expected a number, got {_kind(value)}", path)
-
-
-def _decode_enum(cls: Any, value: Any, path: str) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool):
-        try:
-            return cls(value)
-        except ValueError:
-            pass
-    elif isinstance(value, str):
-        try:
-            return cls[value]
-        except KeyError:
-            pass
-    names = ", ".join(m.name for m in cls)
-    raise SpecError(f"{path}: invalid value {value!r}; expected one of {names}", path)
-
-
-def _decode_duration(value: Any, path: str) -> timedelta:
-    m = _DURATION_RE.match(value) if isinstance(value, str) else None
-    if m is None:
-        raise SpecError(f'{path}: expected a duration like "600s", got {json.dumps(value)}', path)
-    sign, secs, frac = m.groups()
-    td = timedelta(seconds=int(secs), microseconds=int((frac or "0").ljust(9, "0")[:6]))
-    return -td if sign else td
-
-
-def _decode_timestamp(value: Any, path: str) -> datetime:
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-    raise SpecError(
-        f'{path}: expected an RFC 3339 timestamp like "2024-01-01T00:00:00Z", got {value!r}', path
-    )
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return f"the number {value}"
-    if isinstance(value, str):
-        return f"the string {json.dumps(value)}"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-# --- protojson encoding ----------------------------------------------------------------------------
-
-
-def _present(msg: Any) -> bool:
-    """Set (parsed from the wire/JSON or assigned) or holding any non-default field. Never
-    to_dict(): that materialises defaults, e.g. pfs.Repo's post-init type and project."""
-    return msg is not None and (bool(betterproto.serialized_on_wire(msg)) or bool(msg))
-
-
-def _encode_message(msg: betterproto.Message) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    meta = msg._betterproto
-    for f in dataclasses.fields(msg):
-        fm = f.metadata.get("betterproto")
-        if fm is None:
-            continue
-        value = getattr(msg, f.name)
-        key = _camel(f.name)
-        if fm.proto_type == betterproto.TYPE_ENUM:  # parsed enums may come back as plain ints
-            enum_cls = meta.cls_by_field[f.name]
-            value = [enum_cls(v) for v in value] if isinstance(value, list) else enum_cls(value)
-        if fm.proto_type == betterproto.TYPE_MAP:
-            if value:
-                out[key] = {k: _encode_single(fm.map_types[1], v, None) for k, v in value.items()}
-        elif isinstance(meta.default_gen[f.name](), list):
-            if value:
-                out[key] = [_encode_single(fm.proto_type, v, fm.wraps) for v in value]
-        elif fm.proto_type == betterproto.TYPE_MESSAGE and fm.wraps is None:
-            if isinstance(value, timedelta):
-                present = value != timedelta(0)
-            elif isinstance(value, datetime):
-                present = value != datetime(1970, 1, 1, tzinfo=UTC)
-            else:
-                present = _present(value)
-            if present:
-                out[key] = _encode_single(fm.proto_type, value, None)
-        elif fm.wraps is not None:
-            if value is not None:
-                out[key] = _encode_single(fm.wraps, value, None)
-        elif value != meta.default_gen[f.name]():
-            out[key] = _encode_single(fm.proto_type, value, None)
-    return out
-
-
-def _encode_single(proto_type: str, value: Any, wraps: str | None) -> Any:
-    if wraps:
-        return _encode_single(wraps, value, None)
-    if proto_type in (
-        betterproto.TYPE_INT64,
-        betterproto.TYPE_UINT64,
-        betterproto.TYPE_SINT64,
-        betterproto.TYPE_FIXED64,
-        betterproto.TYPE_SFIXED64,
-    ):
-        return str(value)
-    if proto_type == betterproto.TYPE_ENUM:
-        return value.name
-    if proto_type == betterproto.TYPE_BYTES:
-        return base64.b64encode(value).decode()
-    if proto_type in _FLOAT_TYPES:
-        if not math.isfinite(value):
-            return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-        return int(value) if value.is_integer() else value
-    if isinstance(value, timedelta):
-        return _encode_duration(value)
-    if isinstance(value, datetime):
-        ts = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, betterproto.Message):
-        return _encode_message(value)
-    return value
-
-
-def _encode_duration(td: timedelta) -> str:
-    total_us = (td.days * 86400 + td.seconds) * 1_000_000 + td.microseconds
-    sign = "-" if total_us < 0 else ""
-    secs, us = divmod(abs(total_us), 1_000_000)
-    if us == 0:
-        return f"{sign}{secs}s"
-    frac = f"{us:06d}"
-    if frac.endswith("000"):
-        frac = frac[:3]
-    return f"{sign}{secs}.{frac}s"
+        return protojson.parse(pps.CreatePipelineRequest, json_text, "pipeline spec")
+    except protojson.ProtoJsonError as e:
+        raise SpecError(str(e), e.field) from e
 
 
 def request_to_json(req: pps.CreatePipelineRequest) -> str:
     """protojson (lowerCamelCase, 64-bit ints as strings, durations as "600s") of `req`."""
-    return json.dumps(_encode_message(req), indent=2)
+    return protojson.dumps(req)
 
 
 # --- validation ------------------------------------------------------------------------------------
@@ -414,9 +98,9 @@ def _check_name(kind: str, name: str, path: str, max_len: int | None = None) -> 
 
 def validate_request(req: pps.CreatePipelineRequest) -> None:
     """Apply pachd's spec rules and pachd-lite's limits; raise SpecError on the first violation."""
-    if not _present(req.pipeline) or not req.pipeline.name:
+    if not protojson.is_set(req.pipeline) or not req.pipeline.name:
         raise SpecError("invalid pipeline spec: pipeline.name is required", "pipeline.name")
-    project = req.pipeline.project.name if _present(req.pipeline.project) else ""
+    project = req.pipeline.project.name if protojson.is_set(req.pipeline.project) else ""
     project = project or "default"
     if project != "default":
         _check_name("project", project, "pipeline.project.name", MAX_PROJECT_NAME_LENGTH)
@@ -440,7 +124,7 @@ def validate_request(req: pps.CreatePipelineRequest) -> None:
 
     _check_unsupported(req)
 
-    if not _present(req.transform):
+    if not protojson.is_set(req.transform):
         raise SpecError("invalid pipeline spec: transform is required", "transform")
     if not req.transform.cmd:
         raise SpecError(
@@ -466,7 +150,7 @@ def validate_request(req: pps.CreatePipelineRequest) -> None:
         if isinstance(value, timedelta) and value < timedelta(0):
             raise SpecError(f"{fname} cannot be negative", fname)
 
-    if not _present(req.input):
+    if not protojson.is_set(req.input):
         raise SpecError("invalid pipeline spec: input is required", "input")
     _validate_input(req.input, "input")
     _validate_names(req.input, set(), "input")
@@ -476,17 +160,17 @@ def validate_request(req: pps.CreatePipelineRequest) -> None:
 
 
 def _check_unsupported(req: pps.CreatePipelineRequest) -> None:
-    if _present(req.tf_job):
+    if protojson.is_set(req.tf_job):
         raise SpecError("tf_job is not supported yet", "tf_job")
-    if _present(req.transform):
+    if protojson.is_set(req.transform):
         _validate_secrets(req.transform.secrets)
     if req.s3_out:
         raise SpecError(_NOT_SUPPORTED.format("s3_out (the S3 gateway)"), "s3_out")
-    if _present(req.service):
+    if protojson.is_set(req.service):
         raise SpecError(_NOT_SUPPORTED.format("service pipelines"), "service")
-    if _present(req.spout):
+    if protojson.is_set(req.spout):
         raise SpecError(_NOT_SUPPORTED.format("spout pipelines"), "spout")
-    if _present(req.egress):
+    if protojson.is_set(req.egress):
         raise SpecError(_NOT_SUPPORTED.format("egress"), "egress")
 
 
@@ -528,7 +212,7 @@ def _validate_secrets(mounts: list[pps.SecretMount]) -> None:
 
 def secret_refs(req: pps.CreatePipelineRequest) -> list[tuple[str, str, str]]:
     """(field path, secret name, key) of every ``transform.secrets`` entry."""
-    if not _present(req.transform):
+    if not protojson.is_set(req.transform):
         return []
     return [(f"transform.secrets[{i}]", m.name, m.key) for i, m in enumerate(req.transform.secrets)]
 
@@ -540,7 +224,7 @@ def _input_kinds(inp: pps.Input) -> list[str]:
     kinds = []
     for kind in _INPUT_KINDS:
         value = getattr(inp, kind)
-        if (isinstance(value, list) and value) or (not isinstance(value, list) and _present(value)):
+        if (isinstance(value, list) and value) or (not isinstance(value, list) and protojson.is_set(value)):
             kinds.append(kind)
     return kinds
 
@@ -605,8 +289,8 @@ def _validate_cron(c: pps.CronInput, path: str) -> None:
 
 def _validate_names(inp: pps.Input, names: set[str], path: str) -> None:
     """pachd's validateNames: names unique, except between the branches of a union."""
-    if _present(inp.pfs) or _present(inp.cron):
-        kind = "pfs" if _present(inp.pfs) else "cron"
+    if protojson.is_set(inp.pfs) or protojson.is_set(inp.cron):
+        kind = "pfs" if protojson.is_set(inp.pfs) else "cron"
         name = (inp.pfs.name or inp.pfs.repo) if kind == "pfs" else inp.cron.name
         npath = f"{path}.{kind}.name"
         if name in ("out", ".env"):
@@ -629,7 +313,7 @@ def _validate_names(inp: pps.Input, names: set[str], path: str) -> None:
 
 
 def _pfs_inputs(inp: pps.Input, path: str) -> list[tuple[str, pps.PfsInput]]:
-    if _present(inp.pfs):
+    if protojson.is_set(inp.pfs):
         return [(f"{path}.pfs", inp.pfs)]
     out: list[tuple[str, pps.PfsInput]] = []
     for kind in ("cross", "union", "join", "group"):
@@ -642,7 +326,7 @@ def cron_inputs(inp: pps.Input | None) -> list[pps.CronInput]:
     """Every cron input of `inp`, in input order."""
     if inp is None:
         return []
-    if _present(inp.cron):
+    if protojson.is_set(inp.cron):
         return [inp.cron]
     return [c for kind in ("cross", "union", "join", "group") for child in getattr(inp, kind)
             for c in cron_inputs(child)]  # fmt: skip

@@ -6,7 +6,7 @@ import json
 
 import grpc
 import pytest
-from pachyderm_sdk.api import pfs, pps
+from pachyderm_sdk.api import metadata, pfs, pps
 
 from tests.fixtures.pachd import unique_name
 from tests.pachd_lite import is_set
@@ -502,3 +502,29 @@ def test_server_caps_parallelism(pachd_factory, tmp_path):
     intervals = sorted(tuple(map(float, p.read_text().split())) for p in spans.iterdir())
     assert len(intervals) == 4
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(intervals, intervals[1:], strict=False))
+
+
+def test_edit_metadata_of_a_pipeline_and_the_cluster(pachd_client):
+    data = create_repo(pachd_client, "data")
+    name = unique_name("meta")
+    create_pipeline(pachd_client, name, {"pfs": {"repo": data, "glob": "/*"}}, ["true"])
+    picker = pps.PipelinePicker(
+        name=pps.PipelinePickerPipelineName(project=pfs.ProjectPicker(name="default"), name=name)
+    )
+    key = unique_name("k")
+    pachd_client.metadata.edit_metadata(
+        edits=[
+            metadata.Edit(pipeline=picker, add_key=metadata.EditAddKey(key="owner", value="ml")),
+            metadata.Edit(cluster=metadata.ClusterPicker(), add_key=metadata.EditAddKey(key=key, value="1")),
+        ]
+    )
+    assert pachd_client.pps.inspect_pipeline(pipeline=pps.Pipeline(name=name)).metadata == {"owner": "ml"}
+    assert pachd_client.admin.inspect_cluster().metadata[key] == "1"
+    missing = pps.PipelinePicker(
+        name=pps.PipelinePickerPipelineName(project=pfs.ProjectPicker(name="default"), name=unique_name("no"))
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        pachd_client.metadata.edit_metadata(
+            edits=[metadata.Edit(pipeline=missing, add_key=metadata.EditAddKey(key="a", value="b"))]
+        )
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
