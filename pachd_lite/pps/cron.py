@@ -8,6 +8,8 @@ neither repeats ticks nor loses them: ticks missed while pachd-lite (or the pipe
 are made one commit each, oldest first. A stopped pipeline makes no ticks.
 
 Public API:
+    tick_name(t) -> str   a tick file's name: Go's RFC 3339 of the UTC time, whole seconds
+    parse_tick_name(name) -> datetime | None   the time a tick file is named by (None: not a tick)
     CronTicker(ctx).tick_due(now=None) -> int   make every tick that is due; the scheduler loop
         calls it each pass. Returns the number of tick commits made.
     run_cron(ctx, project, name) -> None   RunCron: one tick now on every cron input of the
@@ -23,17 +25,31 @@ from datetime import UTC, datetime
 
 from pachyderm_sdk.api import pps
 
+from pachd_lite import cronspec
 from pachd_lite.errors import NotFound, Unknown
 from pachd_lite.pfs import files
 from pachd_lite.pfs.model import CommitRef, PfsContext, RepoRef
 from pachd_lite.pps import pipelines
-from pachd_lite.pps.cron_spec import Schedule, parse_schedule, parse_tick_name, tick_name
 from pachd_lite.pps.spec import cron_inputs
 
 log = logging.getLogger(__name__)
 
 MAX_TICKS_PER_PASS = 100  # a long catch-up continues on the next pass instead of blocking the loop
 MIN_CHECK_INTERVAL = 0.25  # seconds: the scheduler loop also wakes on every database change
+
+
+def tick_name(t: datetime) -> str:
+    """Go's time.RFC3339 for a UTC time: "2024-01-02T03:04:05Z"."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_tick_name(name: str) -> datetime | None:
+    """The time a tick file is named by, or None for a name that is not one."""
+    try:
+        t = datetime.fromisoformat(name.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t.astimezone(UTC) if t.tzinfo is not None else None
 
 
 def write_tick(ctx: PfsContext, project: str, cron: pps.CronInput, when: datetime) -> None:
@@ -65,8 +81,12 @@ def latest_tick(ctx: PfsContext, project: str, cron: pps.CronInput) -> datetime:
 
 @dataclass
 class _State:
-    schedule: Schedule
+    schedule: cronspec.Schedule
     latest: datetime
+    due: datetime | None = None  # the next tick after `latest`; None: the schedule is over
+
+    def __post_init__(self) -> None:
+        self.due = self.schedule.next_time(self.latest)
 
 
 class CronTicker:
@@ -113,15 +133,14 @@ class CronTicker:
     ) -> int:
         state = self._state.get(key)
         if state is None:
-            state = _State(parse_schedule(cron.spec), latest_tick(self.ctx, project, cron))
+            state = _State(cronspec.parse(cron.spec), latest_tick(self.ctx, project, cron))
             self._state[key] = state
         made = 0
-        while made < MAX_TICKS_PER_PASS:
-            nxt = state.schedule.next(state.latest)
-            if nxt > now:
-                break
-            write_tick(self.ctx, project, cron, nxt)
-            state.latest = nxt
+        # pachd's makeCronCommits stops at robfig's zero time (due None): no tick ever again
+        while made < MAX_TICKS_PER_PASS and state.due is not None and state.due <= now:
+            write_tick(self.ctx, project, cron, state.due)
+            state.latest = state.due
+            state.due = state.schedule.next_time(state.latest)
             made += 1
         return made
 

@@ -11,7 +11,7 @@ Public API (stable; the PPS core calls it):
         pachd 2.12's rules (names, transform, inputs, reprocess_spec) plus the features
         pachd-lite cannot run (secrets mounted as files, s3_out, service, spout, egress, tf_job,
         s3 inputs); `transform.secrets` need name, env_var and key; a cron input needs a name and
-        a spec pachd parses (pps.cron_spec). Raises SpecError.
+        a spec pachd parses (pachd_lite.cronspec). Raises SpecError.
     secret_refs(req) -> list[(field path, secret name, key)]   for the create-time existence check.
     apply_defaults(req) -> pps.CreatePipelineRequest   (a new message; `req` is not changed)
         Project "default", image "ubuntu:20.04", datum_tries 3, parallelism constant 1,
@@ -32,9 +32,8 @@ from datetime import UTC, datetime, timedelta
 
 from pachyderm_sdk.api import pfs, pps
 
-from pachd_lite import protojson
+from pachd_lite import cronspec, protojson
 from pachd_lite.errors import InvalidArgument
-from pachd_lite.pps.cron_spec import CronSpecError, parse_schedule
 from pachd_lite.pps.datums import apply_cron_input_defaults, apply_pfs_input_defaults
 
 __all__ = [
@@ -282,8 +281,8 @@ def _validate_cron(c: pps.CronInput, path: str) -> None:
     if c.repo:
         _check_name("repo", c.repo, f"{path}.repo")
     try:
-        parse_schedule(c.spec)
-    except CronSpecError as e:  # pachd: "error parsing cron-spec: <robfig/cron's error>"
+        cronspec.parse(c.spec)
+    except cronspec.CronError as e:  # pachd: "error parsing cron-spec: <robfig/cron's error>"
         raise SpecError(f"{path}.spec: error parsing cron-spec: {e}", f"{path}.spec") from e
 
 

@@ -24,6 +24,7 @@ LAYERS = {
     "errors": 0,
     "calls": 0,
     "protojson": 0,
+    "cronspec": 0,
     "auth": 0,
     "storage": 1,
     "pfs": 2,
