@@ -18,6 +18,7 @@ from pachd_lite.pps import jobs as jobs_mod
 from pachd_lite.pps import pipelines, secrets
 from pachd_lite.pps.datums import Match, PfsInputRef, compute_datums
 from pachd_lite.pps.logs import LogStore
+from pachd_lite.pps.restarts import RunningDatums
 from pachd_lite.pps.spec import parse_create_pipeline_request
 
 DEFAULT_SINCE = 24 * 3600
@@ -35,9 +36,10 @@ def _pipeline_msg(project: str, name: str) -> pps.Pipeline:
 
 
 class PpsApi:
-    def __init__(self, ctx: PfsContext, logs: LogStore) -> None:
+    def __init__(self, ctx: PfsContext, logs: LogStore, running: RunningDatums | None = None) -> None:
         self.ctx = ctx
         self.logs = logs
+        self.running = running or RunningDatums()  # the scheduler's: RestartDatum cancels them
 
     # --- conversions ---------------------------------------------------------------------
     def _last_job_state(self, record: pipelines.PipelineRecord) -> int:
@@ -395,6 +397,8 @@ class PpsApi:
     def RestartDatum(self, req: pps.RestartDatumRequest, context: Any) -> Empty:
         job = jobs_mod.get_job(self.ctx, *self._job_key(req.job))
         filters = list(req.data_filters)
+        if self.running.cancel((job.project, job.pipeline, job.id), filters):
+            return Empty()  # pachd's worker Cancel: the running try is killed and the datum retried
         matching = self._datums_matching(job.project, job.pipeline, job.id, filters)
         if matching is None:  # no filter: every datum of the job matches (common.MatchDatum)
             matching = {row["datum_id"] for row in self._datum_rows(job)}
@@ -481,7 +485,7 @@ class PpsApi:
             tail=req.tail,
             follow=req.follow,
             alive=context.is_active,
-            datum_ids=self._datums_matching(project, name, job_id, list(req.data_filters)),
+            data_filters=list(req.data_filters),
         ):
             yield pps.LogMessage(
                 project_name=line.project,
@@ -489,7 +493,8 @@ class PpsApi:
                 job_id=line.job_id,
                 datum_id=line.datum_id,
                 master=line.master,
-                user=not line.master,
+                user=line.user,
+                data=[pps.InputFile(path=path, hash=bytes.fromhex(hash_hex)) for path, hash_hex in line.data],
                 ts=cv.ts(line.ts),
                 message=line.message,
             )

@@ -7,6 +7,7 @@ from typing import Any
 from pachd_lite.pfs.model import PfsContext
 from pachd_lite.pps import jobs
 from pachd_lite.pps.logs import LogStore
+from pachd_lite.pps.restarts import RunningDatums
 from pachd_lite.pps.runner import RunAs
 from pachd_lite.pps.scheduler import Scheduler
 
@@ -25,9 +26,9 @@ class PpsService:
             raise SystemExit(f"pachd-lite: {e}") from None
         self.scheduler = Scheduler(
             ctx, self.logs, (host, config.port), config.max_parallelism, auth_token=config.auth_token,
-            run_as=run_as,
+            run_as=run_as, running=RunningDatums(),
         )  # fmt: skip
-        self.api = PpsApi(ctx, self.logs)
+        self.api = PpsApi(ctx, self.logs, self.scheduler.running)
 
     def set_port(self, port: int) -> None:
         """The port the server really listens on (workers' Client.new_in_cluster() dials it)."""
