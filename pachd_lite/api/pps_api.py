@@ -493,7 +493,7 @@ class PpsApi:
                 job_id=line.job_id,
                 datum_id=line.datum_id,
                 master=line.master,
-                user=line.user,
+                user=line.user and not line.master,
                 data=[pps.InputFile(path=path, hash=bytes.fromhex(hash_hex)) for path, hash_hex in line.data],
                 ts=cv.ts(line.ts),
                 message=line.message,
