@@ -528,6 +528,8 @@ class JobRunner:
         chunks = [todo[i::workers] for i in range(workers)] if todo else []
 
         def worker(index: int, chunk: list[Datum]) -> None:
+            for d in chunk:
+                self.worker_log.describe(d)
             with self.s.slots:
                 try:
                     batch(index, chunk)

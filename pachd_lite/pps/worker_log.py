@@ -97,9 +97,13 @@ class JobLog:
     def line(self, message: str, datum_id: str = "") -> None:
         self.store.append(self.project, self.pipeline, self.job_id, datum_id, message, user=False)
 
+    def describe(self, datum: Datum) -> None:
+        """Record ``datum``'s input files: every line with its id is read with them (``data``)."""
+        self.store.describe_datum(self.project, self.pipeline, self.job_id, datum.id, files_of(datum))
+
     def datum(self, datum: Datum) -> DatumLog:
         """The logger for one datum (logger.WithData): its lines carry its id and input files."""
-        self.store.describe_datum(self.project, self.pipeline, self.job_id, datum.id, files_of(datum))
+        self.describe(datum)
         return DatumLog(self, datum.id)
 
     def datum_set_task(self, work: Callable[..., T]) -> Callable[..., T]:

@@ -175,7 +175,7 @@ def _wait_for(condition, what: str, seconds: float = 30) -> None:
         time.sleep(0.05)
 
 
-def test_get_logs_follow_yields_the_workers_lines_of_a_silent_job(pachd_client):
+def test_get_logs_follow_yields_the_workers_lines_of_a_silent_job(pachd_server, pachd_client):
     """src/server/worker/pipeline/transform/worker.go (processDatumSetTask: logger.LogStep "process
     datum set task"; forEachDatum: logger.WithData per datum), src/server/worker/driver/driver.go
     (RunUserCode: "beginning to run user code", "finished running user code after %v"),
@@ -189,8 +189,14 @@ def test_get_logs_follow_yields_the_workers_lines_of_a_silent_job(pachd_client):
     )
     commit = put(pachd_client, data, {"/a": b"a", "/b": b"b"})
     job_ref = pps.Job(pipeline=pps.Pipeline(name=name), id=commit.id)
-    got, _ = _follow(pachd_client, job_ref)
-    _wait_for(lambda: sum(bool(FINISHED.match(m.message)) for m in got) == 2, "both datums' worker lines")
+    follower = pachd_server.client()
+    got, thread = _follow(follower, job_ref)
+    try:
+        _wait_for(lambda: sum(bool(FINISHED.match(m.message)) for m in got) == 2, "both datums' worker lines")
+    finally:
+        follower._channel.close()  # the SDK has no close(): this ends the follow stream
+        thread.join(10)
+    assert not thread.is_alive()
     assert job(pachd_client, name, commit.id).state == pps.JobState.JOB_SUCCESS
     files = {d.datum.id: d.data[0] for d in pachd_client.pps.list_datum(job=job_ref)}
     assert sorted(f.file.path for f in files.values()) == ["/a", "/b"]
@@ -205,9 +211,8 @@ def test_get_logs_follow_yields_the_workers_lines_of_a_silent_job(pachd_client):
     assert got[0].message == WORKER_TASK[0] and not got[0].datum_id and not got[0].data
 
     everything = list(pachd_client.pps.get_logs(job=job_ref))
-    assert [
-        m.message for m in everything if not m.datum_id
-    ] == WORKER_TASK  # one datum set task (parallelism 1)
+    task_lines = [m.message for m in everything if not m.datum_id]
+    assert task_lines == WORKER_TASK  # one datum set task (parallelism 1)
     a_id = next(i for i, f in files.items() if f.file.path == "/a")
     b_hash = next(f.hash for f in files.values() if f.file.path == "/b")
     only_a = list(pachd_client.pps.get_logs(job=job_ref, data_filters=["/a"]))
@@ -220,7 +225,11 @@ def test_get_logs_follow_yields_the_workers_lines_of_a_silent_job(pachd_client):
     assert master and all(m.master and not m.user and not m.datum_id for m in master)
 
 
-@pytest.mark.parametrize(("tries", "state"), [(3, pps.JobState.JOB_SUCCESS), (1, pps.JobState.JOB_FAILURE)])
+@pytest.mark.parametrize(
+    ("tries", "state"),
+    [(3, pps.JobState.JOB_SUCCESS), (1, pps.JobState.JOB_FAILURE)],
+    ids=["retried", "last-try"],
+)
 def test_restart_datum_cancels_the_running_try_and_the_datum_is_retried(pachd_client, tmp_path, tries, state):
     """src/server/pps/server/api_server.go (RestartDatum -> workerserver.Cancel),
     src/server/worker/pipeline/transform/status.go (Status.Cancel: the running datum matching the
