@@ -104,7 +104,7 @@ class PachdLite:
             "metadata.API": MetadataApi(self.ctx),
         }
         self.pps = PpsService(self.ctx, config)
-        pps_api = PpsApi(self.ctx, self.pps.logs)
+        pps_api = PpsApi(self.ctx, self.pps.logs, self.pps.scheduler.running)
         adapters["pps_v2.API"] = pps_api
         transactions = TransactionApi(self.ctx, pfs_api, pps_api)
         adapters["transaction_v2.API"] = transactions

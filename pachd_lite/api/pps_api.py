@@ -19,6 +19,7 @@ from pachd_lite.pps import jobs as jobs_mod
 from pachd_lite.pps.create_datum import stream_datums
 from pachd_lite.pps.datums import Match, PfsInputRef, compute_datums
 from pachd_lite.pps.logs import LogStore
+from pachd_lite.pps.restarts import RunningDatums
 from pachd_lite.pps.spec import parse_create_pipeline_request
 
 DEFAULT_SINCE = 24 * 3600
@@ -36,9 +37,10 @@ def _pipeline_msg(project: str, name: str) -> pps.Pipeline:
 
 
 class PpsApi:
-    def __init__(self, ctx: PfsContext, logs: LogStore) -> None:
+    def __init__(self, ctx: PfsContext, logs: LogStore, running: RunningDatums | None = None) -> None:
         self.ctx = ctx
         self.logs = logs
+        self.running = running or RunningDatums()  # the scheduler's: RestartDatum cancels them
 
     # --- conversions ---------------------------------------------------------------------
     def pipeline_info(self, record: pipelines.PipelineRecord) -> pps.PipelineInfo:
@@ -375,6 +377,8 @@ class PpsApi:
     def RestartDatum(self, req: pps.RestartDatumRequest, context: Any) -> Empty:
         job = jobs_mod.get_job(self.ctx, *self._job_key(req.job))
         filters = list(req.data_filters)
+        if self.running.cancel((job.project, job.pipeline, job.id), filters):
+            return Empty()  # pachd's worker Cancel: the running try is killed and the datum retried
         matching = datum_records.datums_matching(self.ctx, job.project, job.pipeline, job.id, filters)
         if matching is None:  # no filter: every datum of the job matches (common.MatchDatum)
             matching = {row["datum_id"] for row in datum_records.job_datums(self.ctx, job)}
@@ -439,7 +443,7 @@ class PpsApi:
             tail=req.tail,
             follow=req.follow,
             alive=context.is_active,
-            datum_ids=datum_records.datums_matching(self.ctx, project, name, job_id, list(req.data_filters)),
+            data_filters=list(req.data_filters),
         ):
             yield pps.LogMessage(
                 project_name=line.project,
@@ -447,7 +451,8 @@ class PpsApi:
                 job_id=line.job_id,
                 datum_id=line.datum_id,
                 master=line.master,
-                user=not line.master,
+                user=line.user and not line.master,
+                data=[pps.InputFile(path=path, hash=bytes.fromhex(hash_hex)) for path, hash_hex in line.data],
                 ts=cv.ts(line.ts),
                 message=line.message,
             )

@@ -1,4 +1,5 @@
-"""The log store: every line user code prints (and the scheduler's own notes), by pipeline, job, datum.
+"""The log store: every line user code prints, the worker's own lines (pps.worker_log) and the
+scheduler's notes (master lines), by pipeline, job, datum.
 
 Lines are buffered and written in batches (one transaction per batch), so logging does not
 cost a disk sync per line; :meth:`LogStore.flush` makes them durable (done before a job ends).
@@ -6,11 +7,17 @@ cost a disk sync per line; :meth:`LogStore.flush` makes them durable (done befor
 Retention: each job keeps at most ``PACHD_LITE_JOB_LOG_BYTES`` bytes of user-code output
 (default 16 MiB). Past that the job's oldest user lines are dropped (down to three quarters of
 the cap, so the deletion is not per line) and one master line says so; the newest lines, where
-a failure shows, are kept, and so are pachd-lite's own (master) lines. Reads (GetLogs) go page by page, so a large log is streamed, never loaded.
+a failure shows, are kept, and so are pachd-lite's own (master) lines. The worker's per-datum lines
+count as user-code output (they are a few per datum). Reads (GetLogs) go page by page, so a large
+log is streamed, never loaded.
+
+A datum's input files (LogMessage.data) are stored once per datum (``describe_datum``, table
+``log_data``), not per line, and joined in when lines are read.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -19,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from pachd_lite.pfs.model import PfsContext
+from pachd_lite.pps.datum_match import DatumFiles, match_datum
 
 FLUSH_INTERVAL = 0.25
 FOLLOW_POLL = 0.5
@@ -39,6 +47,8 @@ class LogLine:
     ts: float
     message: str
     id: int = 0
+    user: bool = True  # False: the worker's own line (or a master line)
+    data: DatumFiles = ()  # the datum's input files: (path, hash hex)
 
 
 def _size(message: str) -> int:
@@ -50,6 +60,7 @@ class LogStore:
         self.ctx = ctx
         self.cap = job_log_bytes
         self._buf: list[tuple] = []
+        self._data: list[tuple] = []  # (project, pipeline, job_id, datum_id, files JSON)
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one flush at a time: the byte counts stay exact
         self._stored: dict[JobKey, int] = {}  # bytes of messages in the database, per job
@@ -65,26 +76,46 @@ class LogStore:
         self.flush()
 
     def append(
-        self, project: str, pipeline: str, job_id: str, datum_id: str, message: str, master: bool = False
+        self,
+        project: str,
+        pipeline: str,
+        job_id: str,
+        datum_id: str,
+        message: str,
+        master: bool = False,
+        user: bool = True,
     ) -> None:
         with self._lock:
             self._buf.append(
-                (project, pipeline, job_id, datum_id, int(master), time.time(), self.ctx.redact(message))
-            )
+                (project, pipeline, job_id, datum_id, int(master), time.time(), self.ctx.redact(message),
+                 int(user and not master))
+            )  # fmt: skip
+
+    def describe_datum(
+        self, project: str, pipeline: str, job_id: str, datum_id: str, files: DatumFiles
+    ) -> None:
+        """Record a datum's input files once: every line of the datum is read with them."""
+        with self._lock:
+            self._data.append((project, pipeline, job_id, datum_id, json.dumps([list(f) for f in files])))
 
     def flush(self) -> None:
         with self._flush_lock:
             with self._lock:
                 rows, self._buf = self._buf, []
-            if not rows:
+                described, self._data = self._data, []
+            if not rows and not described:
                 return
             rows, truncated = self._within_cap(rows)
             added = self._added(rows)
             with self.ctx.db.tx() as conn:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO log_data(project, pipeline, job_id, datum_id, files) VALUES (?, ?, ?, ?, ?)",
+                    described,
+                )
                 before = {key: self._stored_bytes(conn, key) for key in added}
                 conn.executemany(
-                    "INSERT INTO logs(project, pipeline, job_id, datum_id, master, ts, message) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO logs(project, pipeline, job_id, datum_id, master, ts, message, user) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
                 for key, size in added.items():
@@ -160,7 +191,8 @@ class LogStore:
         self._noted.add(key)
         note = DROPPED_NOTE.format(cap=self.cap)
         conn.execute(
-            "INSERT INTO logs(project, pipeline, job_id, datum_id, master, ts, message) VALUES (?, ?, ?, '', 1, ?, ?)",
+            "INSERT INTO logs(project, pipeline, job_id, datum_id, master, ts, message, user) "
+            "VALUES (?, ?, ?, '', 1, ?, ?, 0)",
             (*key, time.time(), note),
         )
 
@@ -182,10 +214,11 @@ class LogStore:
         tail: int = 0,
         follow: bool = False,
         alive: Callable[[], bool] = lambda: True,
-        datum_ids: set[str] | None = None,
+        data_filters: list[str] | None = None,
     ) -> Iterator[LogLine]:
         """Matching lines in order, read a page at a time; ``tail`` keeps the last N; ``follow``
-        keeps streaming new ones; ``datum_ids`` (if given) keeps only those datums' lines."""
+        keeps streaming new ones; ``data_filters`` keeps the lines whose datum's files match them
+        all (pachd's common.MatchDatum: a line without a datum matches no filter)."""
         self.flush()
         where, args = ["master = ?"], [1 if master else 0]
         if pipeline:
@@ -203,7 +236,7 @@ class LogStore:
         condition = " AND ".join(where)
 
         def wanted(line: LogLine) -> bool:
-            return datum_ids is None or line.datum_id in datum_ids
+            return not data_filters or match_datum(data_filters, line.data)
 
         last_id = 0
         if tail:
@@ -224,10 +257,15 @@ class LogStore:
 
     def _page(self, where: str, args: list) -> list[LogLine]:
         with self.ctx.db.read() as conn:
-            rows = conn.execute(f"SELECT * FROM logs WHERE {where}", args).fetchall()
+            rows = conn.execute(
+                "SELECT logs.*, log_data.files FROM logs LEFT JOIN log_data "
+                f"USING (project, pipeline, job_id, datum_id) WHERE {where}",
+                args,
+            ).fetchall()
+        parsed: dict[str, DatumFiles] = {}  # one datum's lines share its files
         return [
             LogLine(r["project"], r["pipeline"], r["job_id"], r["datum_id"], bool(r["master"]), r["ts"],
-                    r["message"], r["id"])
+                    r["message"], r["id"], bool(r["user"]), _files(parsed, r["files"]))
             for r in rows
         ]  # fmt: skip
 
@@ -249,3 +287,11 @@ class LogStore:
     def _max_id(self) -> int:
         with self.ctx.db.read() as conn:
             return conn.execute("SELECT COALESCE(MAX(id), 0) FROM logs").fetchone()[0]
+
+
+def _files(parsed: dict[str, DatumFiles], raw: str | None) -> DatumFiles:
+    if not raw:
+        return ()
+    if raw not in parsed:
+        parsed[raw] = tuple((path, hash_hex) for path, hash_hex in json.loads(raw))
+    return parsed[raw]

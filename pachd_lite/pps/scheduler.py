@@ -37,7 +37,9 @@ from pachd_lite.pps.datums import Datum, Match, PfsInputRef, compute_datums, dat
 from pachd_lite.pps.logs import LogStore
 from pachd_lite.pps.outputs import OutputError, collect_outputs
 from pachd_lite.pps.pipelines import PipelineRecord, find_pipeline
+from pachd_lite.pps.restarts import RunningDatums
 from pachd_lite.pps.runner import USER_ENV_VAR, RunAs, become_subreaper, job_env, run_err_cmd, run_transform
+from pachd_lite.pps.worker_log import JobLog
 from pachd_lite.pps.worker_service import DatumState as BatchState
 from pachd_lite.pps.worker_service import run_batched
 
@@ -87,8 +89,10 @@ class Scheduler:
         max_parallelism: int = 0,
         auth_token: str = "",
         run_as: RunAs | None = None,
+        running: RunningDatums | None = None,
     ):
         self.ctx = ctx
+        self.running = running or RunningDatums()  # the datums RestartDatum can cancel
         self.logs = logs
         self.pachd_address = pachd_address
         self.auth_token = auth_token
@@ -196,6 +200,7 @@ class JobRunner:
         self.ctx = scheduler.ctx
         self.job = job
         self.cancel = threading.Event()
+        self.worker_log = JobLog(scheduler.logs, job.project, job.pipeline, job.id)
         self.failure: tuple[Datum, str] | None = None
         self.timed_out = ""
         self._pending: list[DatumResult] = []
@@ -430,7 +435,8 @@ class JobRunner:
                         self._machinery_failed(datum, exc)
                 self._check_killed_now_and_then()
 
-        self._run_threads([(worker, (i,)) for i in range(min(workers, len(todo)))])
+        task = self.worker_log.datum_set_task(worker)
+        self._run_threads([(task, (i,)) for i in range(min(workers, len(todo)))])
 
     def _run_threads(self, targets) -> None:
         threads = [threading.Thread(target=t, args=a, daemon=True) for t, a in targets]
@@ -462,21 +468,18 @@ class JobRunner:
 
     def _process_one(self, spec, env, datum: Datum, tries: int, timeout, resolver, index: int) -> None:
         on_log = self._on_log(datum.id)
+        datum_log = self.worker_log.datum(datum)
         last = None
         sandbox = None
         try:
             for attempt in range(1, tries + 1):
                 sandbox = self._sandbox(f"w{index}")
                 resolver.place(datum, sandbox / "pfs")
-                result = run_transform(
-                    spec.transform,
-                    sandbox,
-                    {**env, **datum_env(datum)},
-                    on_log=on_log,
-                    timeout=timeout,
-                    cancel=self.cancel,
-                    run_as=self.s.run_as,
-                )
+                with self.s.running.attempt(self.worker_log.key, datum, self.cancel) as cancel:
+                    result = datum_log.run_user_code(
+                        run_transform, spec.transform, sandbox, {**env, **datum_env(datum)},
+                        on_log=on_log, timeout=timeout, cancel=cancel, run_as=self.s.run_as,
+                    )  # fmt: skip
                 if result.success:
                     outputs = self._collect(sandbox)
                     self._record(DatumResult(datum, DATUM_SUCCESS, outputs=outputs))
@@ -485,9 +488,10 @@ class JobRunner:
                 if self.cancel.is_set():
                     return
                 on_log(f"datum {datum.id} failed (try {attempt} of {tries}): {result.error}")
-            recovered = run_err_cmd(
-                spec.transform, sandbox, {**env, **datum_env(datum)}, on_log=on_log, run_as=self.s.run_as
-            )
+            recovered = datum_log.run_error_handling_code(
+                run_err_cmd, spec.transform, sandbox, {**env, **datum_env(datum)}, on_log=on_log,
+                run_as=self.s.run_as,
+            )  # fmt: skip
         finally:
             if sandbox is not None:
                 shutil.rmtree(sandbox, ignore_errors=True)
@@ -527,6 +531,8 @@ class JobRunner:
         chunks = [todo[i::workers] for i in range(workers)] if todo else []
 
         def worker(index: int, chunk: list[Datum]) -> None:
+            for d in chunk:
+                self.worker_log.describe(d)
             with self.s.slots:
                 try:
                     batch(index, chunk)
@@ -578,7 +584,8 @@ class JobRunner:
                             self._fail_datum(o.datum, reason)
                 remaining = retry
 
-        self._run_threads([(worker, (i, c)) for i, c in enumerate(chunks) if c])
+        task = self.worker_log.datum_set_task(worker)
+        self._run_threads([(task, (i, c)) for i, c in enumerate(chunks) if c])
 
     def _watch_for_kill(self, done: threading.Event, job_timeout: float = 0.0) -> None:
         """Cancel running user code as soon as the job is stopped (StopJob, update, delete) or

@@ -156,9 +156,18 @@ CREATE TABLE IF NOT EXISTS logs (
     master INTEGER NOT NULL DEFAULT 0,
     ts REAL NOT NULL,
     message TEXT NOT NULL,
-    data TEXT NOT NULL DEFAULT '[]'
+    data TEXT NOT NULL DEFAULT '[]',
+    user INTEGER NOT NULL DEFAULT 1  -- 0: the worker's own line (LogMessage.user false)
 );
 CREATE INDEX IF NOT EXISTS logs_by_pipeline ON logs(project, pipeline, job_id);
+CREATE TABLE IF NOT EXISTS log_data (  -- a datum's input files, for its log lines' `data`
+    project TEXT NOT NULL,
+    pipeline TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    datum_id TEXT NOT NULL,
+    files TEXT NOT NULL,  -- JSON [[path, hash hex], ...]
+    PRIMARY KEY (project, pipeline, job_id, datum_id)
+);
 CREATE TABLE IF NOT EXISTS secrets (
     name TEXT PRIMARY KEY,
     type TEXT NOT NULL,
@@ -181,6 +190,7 @@ class Database:
         self._conn.execute("PRAGMA foreign_keys=OFF")
         self._migrate_commits()
         self._conn.executescript(SCHEMA)
+        self._migrate_logs()
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.version = 0
@@ -194,6 +204,12 @@ class Database:
             self._conn.execute("ALTER TABLE commits ADD COLUMN layer_full INTEGER NOT NULL DEFAULT 1")
             self._conn.execute("ALTER TABLE commits ADD COLUMN layer_depth INTEGER NOT NULL DEFAULT 0")
             self._conn.execute("COMMIT")
+
+    def _migrate_logs(self) -> None:
+        """Roots made before worker lines: every non-master line was the user code's."""
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(logs)")}
+        if "user" not in columns:
+            self._conn.execute("ALTER TABLE logs ADD COLUMN user INTEGER NOT NULL DEFAULT 1")
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:

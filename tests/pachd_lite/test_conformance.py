@@ -5,9 +5,11 @@ Each test names the pachd source (pachyderm/pachyderm, 2.12) whose behaviour it 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import re
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -583,3 +585,121 @@ def test_trigger_ignores_a_commit_finished_with_an_error(pachd_client):
     assert _head(pachd_client, repo, "staging") == first
     good = _finished(pachd_client, repo, {"/b": b"b"})
     assert _head(pachd_client, repo, "staging") == good
+
+
+# --- worker logs and RestartDatum ---
+
+WORKER_TASK = ["started process datum set task", "finished process datum set task"]
+FINISHED = re.compile(r"^finished running user code after [0-9.]+(ns|µs|ms|s)$")
+CANCELED = re.compile(
+    r"^errored running user code after [0-9.]+(ns|µs|ms|s): signal: killed because context canceled$"
+)
+
+
+def _follow(client, job_ref: pps.Job) -> tuple[list[pps.LogMessage], threading.Thread]:
+    """Lines of ``get_logs(job=..., follow=True)``, collected by a thread (the stream never ends)."""
+    got: list[pps.LogMessage] = []
+
+    def collect() -> None:
+        with contextlib.suppress(grpc.RpcError):
+            got.extend(client.pps.get_logs(job=job_ref, follow=True))
+
+    thread = threading.Thread(target=collect, daemon=True)
+    thread.start()
+    return got, thread
+
+
+def _wait_for(condition, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_get_logs_follow_yields_the_workers_lines_of_a_silent_job(pachd_server, pachd_client):
+    """src/server/worker/pipeline/transform/worker.go (processDatumSetTask: logger.LogStep "process
+    datum set task"; forEachDatum: logger.WithData per datum), src/server/worker/driver/driver.go
+    (RunUserCode: "beginning to run user code", "finished running user code after %v"),
+    src/server/worker/logs/logger.go (jobId, datumId, data fields; user only on the user code's
+    lines) and src/server/pps/server/api_server.go + src/internal/ppsutil/util.go (GetLogs /
+    FilterLogLines: non-master lines of the job, `datum`, `data_filters` via common.MatchDatum, `master`):
+    a job whose user code prints nothing still streams the worker's lines to a follower."""
+    data, name = create_repo(pachd_client, "data"), unique_name("silent")
+    create_pipeline(
+        pachd_client, name, {"pfs": {"repo": data, "glob": "/*"}}, ["sh", "-c", f"cp /pfs/{data}/* /pfs/out/"]
+    )
+    commit = put(pachd_client, data, {"/a": b"a", "/b": b"b"})
+    job_ref = pps.Job(pipeline=pps.Pipeline(name=name), id=commit.id)
+    follower = pachd_server.client()
+    got, thread = _follow(follower, job_ref)
+    try:
+        _wait_for(lambda: sum(bool(FINISHED.match(m.message)) for m in got) == 2, "both datums' worker lines")
+    finally:
+        follower._channel.close()  # the SDK has no close(): this ends the follow stream
+        thread.join(10)
+    assert not thread.is_alive()
+    assert job(pachd_client, name, commit.id).state == pps.JobState.JOB_SUCCESS
+    files = {d.datum.id: d.data[0] for d in pachd_client.pps.list_datum(job=job_ref)}
+    assert sorted(f.file.path for f in files.values()) == ["/a", "/b"]
+    for m in got:
+        assert (m.project_name, m.pipeline_name, m.job_id) == ("default", name, commit.id)
+        assert not m.master and not m.user and m.ts is not None
+    for datum_id, info in files.items():
+        lines = [m for m in got if m.datum_id == datum_id]
+        assert lines[0].message == "beginning to run user code" and FINISHED.match(lines[1].message)
+        assert len(lines) == 2, [m.message for m in lines]
+        assert all([(f.path, f.hash) for f in m.data] == [(info.file.path, info.hash)] for m in lines)
+    assert got[0].message == WORKER_TASK[0] and not got[0].datum_id and not got[0].data
+
+    everything = list(pachd_client.pps.get_logs(job=job_ref))
+    task_lines = [m.message for m in everything if not m.datum_id]
+    assert task_lines == WORKER_TASK  # one datum set task (parallelism 1)
+    a_id = next(i for i, f in files.items() if f.file.path == "/a")
+    b_hash = next(f.hash for f in files.values() if f.file.path == "/b")
+    only_a = list(pachd_client.pps.get_logs(job=job_ref, data_filters=["/a"]))
+    assert {m.datum_id for m in only_a} == {a_id} and len(only_a) == 2
+    only_b = list(pachd_client.pps.get_logs(job=job_ref, data_filters=[b_hash.hex()]))
+    assert {m.data[0].path for m in only_b} == {"/b"} and len(only_b) == 2
+    by_datum = list(pachd_client.pps.get_logs(job=job_ref, datum=pps.Datum(job=job_ref, id=a_id)))
+    assert [m.message for m in by_datum] == [m.message for m in only_a]
+    master = list(pachd_client.pps.get_logs(job=job_ref, master=True))
+    assert master and all(m.master and not m.user and not m.datum_id for m in master)
+
+
+@pytest.mark.parametrize(
+    ("tries", "state"),
+    [(3, pps.JobState.JOB_SUCCESS), (1, pps.JobState.JOB_FAILURE)],
+    ids=["retried", "last-try"],
+)
+def test_restart_datum_cancels_the_running_try_and_the_datum_is_retried(pachd_client, tmp_path, tries, state):
+    """src/server/pps/server/api_server.go (RestartDatum -> workerserver.Cancel),
+    src/server/worker/pipeline/transform/status.go (Status.Cancel: the running datum matching the
+    job and data_filters is cancelled) and transform/worker.go + src/server/worker/datum/datum.go
+    (forEachDatum gives each try its own cancel; Set.WithDatum retries a failed try up to
+    datum_tries, so the cancelled try counts): the user code is killed at once and the datum is
+    tried again; with datumTries 1 the cancelled try was its last, and the datum fails."""
+    data, name = create_repo(pachd_client, "data"), unique_name("restart")
+    marker = tmp_path / "first-try"
+    script = f"if [ -e {marker} ]; then cp /pfs/{data}/a /pfs/out/; else touch {marker}; sleep 60; fi"
+    create_pipeline(
+        pachd_client, name, {"pfs": {"repo": data, "glob": "/*"}}, ["sh", "-c", script], datumTries=tries
+    )
+    commit = put(pachd_client, data, {"/a": b"a"})
+    job_ref = pps.Job(pipeline=pps.Pipeline(name=name), id=commit.id)
+    _wait_for(marker.exists, "the first try to start")
+    started = time.monotonic()
+    pachd_client.pps.restart_datum(job=job_ref, data_filters=["/a"])
+    info = job(pachd_client, name, commit.id)
+    assert time.monotonic() - started < 30  # interrupted, not waited for (the first try sleeps 60s)
+    assert info.state == state, info.reason
+    (datum,) = pachd_client.pps.list_datum(job=job_ref)
+    worker = [m.message for m in pachd_client.pps.get_logs(job=job_ref, datum=datum.datum) if not m.user]
+    assert worker[0] == "beginning to run user code" and CANCELED.match(worker[1]), worker
+    if tries == 1:
+        assert datum.state == pps.DatumState.FAILED and len(worker) == 2, worker
+        return
+    assert datum.state == pps.DatumState.SUCCESS
+    assert worker[2] == "beginning to run user code" and FINISHED.match(worker[3]) and len(worker) == 4, (
+        worker
+    )
+    assert read(pachd_client, f"{name}@master:/a") == b"a"
