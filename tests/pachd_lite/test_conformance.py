@@ -162,7 +162,9 @@ def test_commit_info_names_the_branch_the_commit_was_made_on(pachd_client):
     assert info.commit.repo == repo
     assert info.commit.id == second.id
     assert info.commit.branch == pfs.Branch(repo=repo, name="master")
-    assert info.parent_commit == pfs.Commit(repo=repo, id=first.id, branch=pfs.Branch(repo=repo, name="master"))
+    assert info.parent_commit == pfs.Commit(
+        repo=repo, id=first.id, branch=pfs.Branch(repo=repo, name="master")
+    )
     assert info.started <= info.finishing <= info.finished
     listed = {c.commit.id: c.commit.branch.name for c in pachd_client.pfs.list_commit(repo=repo)}
     assert listed == {first.id: "master", second.id: "master"}
