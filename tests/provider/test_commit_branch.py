@@ -76,7 +76,9 @@ def test_no_branch_or_several_is_an_error_naming_the_commit(pachd_client):
     _point(pachd_client, repo, "blue", shared)
     _point(pachd_client, repo, "green", shared)
     _delete(pachd_client, repo, "tmp")
-    with pytest.raises(NoBranchForCommit, match="branches blue, green have it as their head: name the branch"):
+    with pytest.raises(
+        NoBranchForCommit, match="branches blue, green have it as their head: name the branch"
+    ):
         commit_branch(pachd_client, PROJECT, repo, shared)
 
 
