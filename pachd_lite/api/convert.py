@@ -101,7 +101,8 @@ def to_branch(ref: BranchRef) -> pfs.Branch:
 
 def to_commit(ref: CommitRef) -> pfs.Commit:
     repo = to_repo(ref.repo)
-    return pfs.Commit(repo=repo, id=ref.id, branch=pfs.Branch(repo=repo, name=ref.branch))
+    branch = pfs.Branch(repo=repo, name=ref.branch) if ref.branch else None
+    return pfs.Commit(repo=repo, id=ref.id, branch=branch)
 
 
 def to_commit_info(info: CommitInfo) -> pfs.CommitInfo:

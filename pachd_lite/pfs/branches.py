@@ -188,6 +188,12 @@ def delete_branch(ctx: PfsContext, ref: BranchRef, force: bool = False) -> None:
             "DELETE FROM branch_provenance WHERE branch_id = ? OR from_branch_id = ?", (row["id"], row["id"])
         )
         conn.execute("DELETE FROM branches WHERE id = ?", (row["id"],))
+        # pachd keeps a commit's branch as a row id: once the branch is gone (even if a branch of the
+        # same name comes back) its commits name no branch.
+        conn.execute(
+            "UPDATE commits SET branch_name = '' WHERE repo_id = ? AND branch_name = ?",
+            (row["repo_id"], row["name"]),
+        )
 
 
 def walk_branches(

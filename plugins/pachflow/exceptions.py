@@ -54,3 +54,8 @@ class RollbackError(PachflowError, RuntimeError):
 class InvalidInputFile(PachflowError, ValueError):
     """A file to push fails its check (e.g. a CSV header without the expected columns); nothing
     was committed. The message names the file and the reason."""
+
+
+class NoBranchForCommit(PachflowError, LookupError):
+    """No single branch holds a commit (its own branch was deleted); the message names the commit
+    and the branches that were candidates."""

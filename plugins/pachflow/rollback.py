@@ -18,7 +18,14 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pachflow.exceptions import ConfigurationError, LineageError, RollbackError, one_line
+from pachflow.branches import commit_branch
+from pachflow.exceptions import (
+    ConfigurationError,
+    LineageError,
+    NoBranchForCommit,
+    RollbackError,
+    one_line,
+)
 from pachflow.settings import parse_commit_ref
 
 if TYPE_CHECKING:
@@ -315,10 +322,10 @@ def _plan_branches(client: Any, project: str, record: dict[str, Any], run_id: st
     moves = []
     for repo_project, repo, commit_id in sources:
         pfs_repo = pfs.Repo(name=repo, type="user", project=pfs.Project(name=repo_project))
-        info = client.pfs.inspect_commit(commit=pfs.Commit(repo=pfs_repo, id=commit_id))
-        branch = info.commit.branch.name if info.commit.branch else ""
-        if not branch:
-            raise LineageError(f"commit {repo_project}/{repo}@{commit_id} of run {run_id} is on no branch")
+        try:
+            branch = commit_branch(client, repo_project, repo, commit_id)
+        except NoBranchForCommit as err:
+            raise LineageError(f"run {run_id}: {err}") from err
         head = client.pfs.inspect_branch(branch=pfs.Branch(repo=pfs_repo, name=branch)).head.id
         moves.append(BranchMove(repo_project, repo, branch, from_commit=head, to_commit=commit_id))
     return moves

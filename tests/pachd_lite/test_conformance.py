@@ -13,6 +13,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import betterproto
 import grpc
 import pytest
 from pachyderm_sdk.api import auth, pfs, pps
@@ -703,3 +704,62 @@ def test_restart_datum_cancels_the_running_try_and_the_datum_is_retried(pachd_cl
         worker
     )
     assert read(pachd_client, f"{name}@master:/a") == b"a"
+
+
+# --- commit branch ---
+def _on_wire(msg) -> bool:
+    return betterproto.serialized_on_wire(msg)
+
+
+def test_commit_info_names_the_branch_the_commit_was_made_on(pachd_client):
+    """src/server/pfs/server/server_commit.go (newUserCommitInfo sets Commit.Branch; createCommitOnBranch
+    -> upsertBranchAndSyncCommit stores its branch_id) and src/internal/pfsdb/model.go (CommitRow.Pb:
+    the branch when branch_id joins a branch): InspectCommit, ListCommit, SubscribeCommit and
+    InspectCommitSet name the branch, started/finishing/finished are set once finished."""
+    data = create_repo(pachd_client, "cbranch")
+    first = put(pachd_client, data, {"/a": b"a"})
+    second = put(pachd_client, data, {"/b": b"b"})
+    repo = pfs.Repo(name=data, type="user", project=pfs.Project(name="default"))
+    info = pachd_client.pfs.inspect_commit(commit=pfs.Commit(repo=repo, id=second.id))
+    assert info.commit.repo == repo
+    assert info.commit.id == second.id
+    assert info.commit.branch == pfs.Branch(repo=repo, name="master")
+    assert info.parent_commit == pfs.Commit(
+        repo=repo, id=first.id, branch=pfs.Branch(repo=repo, name="master")
+    )
+    assert info.started <= info.finishing <= info.finished
+    listed = {c.commit.id: c.commit.branch.name for c in pachd_client.pfs.list_commit(repo=repo)}
+    assert listed == {first.id: "master", second.id: "master"}
+    sub = next(iter(pachd_client.pfs.subscribe_commit(repo=repo, branch="master", from_=first)))
+    assert (sub.commit.id, sub.commit.branch.name) == (second.id, "master")
+    in_set = pachd_client.pfs.inspect_commit_set(commit_set=pfs.CommitSet(id=second.id))
+    assert [c.commit.branch.name for c in in_set] == ["master"]
+
+
+def test_commit_keeps_its_own_branch_when_another_branch_points_at_it(pachd_client):
+    """src/server/pfs/server/server_branch.go (createBranch with a head: upsertBranchAndSyncCommit with
+    no new head leaves the commit's branch_id): the commit still names the branch it was made on."""
+    data = create_repo(pachd_client, "cbranch")
+    commit = put(pachd_client, data, {"/a": b"a"})
+    staging = pfs.Branch.from_uri(f"{data}@staging")
+    pachd_client.pfs.create_branch(branch=staging, head=pfs.Commit.from_uri(f"{data}@{commit.id}"))
+    info = pachd_client.pfs.inspect_commit(commit=pfs.Commit(branch=staging, repo=staging.repo))
+    assert (info.commit.id, info.commit.branch.name) == (commit.id, "master")
+
+
+def test_commit_names_no_branch_once_its_branch_is_deleted(pachd_client):
+    """src/internal/pfsdb/commits.go (getCommit: LEFT JOIN pfs.branches ON commit.branch_id) and
+    model.go (CommitRow.Pb sets Branch only when the join finds one): after DeleteBranch the commit
+    carries no branch, and a new branch of that name (a new branch id) does not bring it back."""
+    data = create_repo(pachd_client, "cbranch")
+    commit = put(pachd_client, data, {"/a": b"a"})
+    by_id = pfs.Commit.from_uri(f"{data}@{commit.id}")
+    pachd_client.pfs.delete_branch(branch=pfs.Branch.from_uri(f"{data}@master"))
+    info = pachd_client.pfs.inspect_commit(commit=by_id)
+    assert info.commit.id == commit.id
+    assert not _on_wire(info.commit.branch)
+    assert info.finished
+    pachd_client.pfs.create_branch(branch=pfs.Branch.from_uri(f"{data}@master"), head=by_id)
+    assert not _on_wire(pachd_client.pfs.inspect_commit(commit=by_id).commit.branch)
+    listed = list(pachd_client.pfs.list_commit(repo=pfs.Repo.from_uri(data)))
+    assert [(c.commit.id, _on_wire(c.commit.branch)) for c in listed] == [(commit.id, False)]

@@ -117,7 +117,7 @@ class PachydermRecordLineageOperator(BaseOperator):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Inputs: every commit of the training's provenance (on its branch); run facet
         ``pachflow_mlflow``: the MLflow run and the model version registered from it."""
-        from pachflow.contract import pfs_commit
+        from pachflow.branches import commit_branch
         from pachflow.hooks.pachyderm import PachydermHook
         from pachflow.openlineage import BranchCommit, mlflow_run_facet, operator_lineage
 
@@ -130,12 +130,7 @@ class PachydermRecordLineageOperator(BaseOperator):
         inputs = []
         try:
             for n in (n for n in rec["graph"]["nodes"] if n["kind"] == "commit"):
-                info = hook.call(
-                    client.pfs.inspect_commit, commit=pfs_commit(n["project"], n["repo"], n["commit"])
-                )
-                branch = info.commit.branch.name if info.commit.branch else ""
-                if not branch:
-                    raise ValueError(f"commit {n['id']} is on no branch: no OpenLineage dataset names it")
+                branch = hook.call(commit_branch, client, n["project"], n["repo"], n["commit"])
                 inputs.append(BranchCommit(n["project"], n["repo"], branch, n["commit"]))
         finally:
             hook.close()

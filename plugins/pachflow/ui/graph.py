@@ -18,7 +18,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from pachflow.exceptions import LineageError, one_line
+from pachflow.branches import commit_branch
+from pachflow.exceptions import LineageError, NoBranchForCommit, one_line
 from pachflow.links import console_commit_url, mlflow_run_url
 from pachflow.ui.queries import Lookup
 
@@ -154,7 +155,7 @@ def _commit_details(services: Services, node: dict[str, Any]) -> dict[str, Any]:
         "size_bytes": int(info.details.size_bytes if info.details else info.size_bytes_upper_bound),
         "started": _iso(info.started),
         "finished": _iso(info.finished),
-        "branch": info.commit.branch.name if info.commit.branch else "",
+        "branch": _branch(services.client, node, info),
     }
     if info.error:
         details["commit_error"] = info.error
@@ -164,6 +165,13 @@ def _commit_details(services: Services, node: dict[str, Any]) -> dict[str, Any]:
     if node.get("pipeline"):
         details["job"] = _job(services.client, node)
     return details
+
+
+def _branch(client: Any, node: dict[str, Any], info: Any) -> str:
+    try:
+        return commit_branch(client, node["project"], node["repo"], node["commit"], info=info)
+    except NoBranchForCommit:
+        return ""
 
 
 def _job(client: Any, node: dict[str, Any]) -> dict[str, Any]:
