@@ -109,3 +109,15 @@ def test_unserved_rpcs_answer_unimplemented_over_the_wire(pachd_server, unserved
                     list(response)
             assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED, method.path
             assert info.value.details() == unserved_message(method), method.path
+
+
+def test_pachd_lite_rpcs_prints_served_and_unserved_per_service(capsys: pytest.CaptureFixture) -> None:
+    from pachd_lite.cli import main
+
+    assert main(["rpcs"]) == 0
+    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    assert lines["storage.Fileset"] == "0 served, 6 unserved: " + " ".join(
+        sorted(m.name for m in load_methods().values() if m.service == "storage.Fileset")
+    )
+    assert lines["transaction_v2.API"].endswith(" served, 0 unserved: -")
+    assert "RunCron" not in lines["pps_v2.API"] and "QueryLoki" in lines["pps_v2.API"]
