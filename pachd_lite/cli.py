@@ -43,11 +43,33 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default=os.environ.get("PACHD_LITE_LOG_LEVEL", "INFO"), help="e.g. DEBUG"
     )
+    sub.add_parser(
+        "rpcs",
+        help="list, per service, the SDK's RPCs pachd-lite serves and those it answers UNIMPLEMENTED",
+    )
     return parser
+
+
+def print_rpcs() -> None:
+    """One line per service: how many RPCs are served, and the names of those that are not."""
+    from pachd_lite.api.registry import load_methods
+    from pachd_lite.server import unserved_rpcs
+
+    unserved = {m.path for m in unserved_rpcs()}
+    by_service: dict[str, tuple[list[str], list[str]]] = {}
+    for path, method in sorted(load_methods().items()):
+        served, not_served = by_service.setdefault(method.service, ([], []))
+        (not_served if path in unserved else served).append(method.name)
+    for service, (served, not_served) in by_service.items():
+        print(f"{service}: {len(served)} served, {len(not_served)} unserved: {' '.join(not_served) or '-'}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "rpcs":
+        logging.basicConfig(level=logging.ERROR, stream=sys.stderr)  # the throwaway server's start lines
+        print_rpcs()
+        return 0
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -8,6 +8,7 @@ import functools
 import logging
 import signal
 import sqlite3
+import tempfile
 import threading
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from pachd_lite.api.admin_api import AdminApi, MetadataApi, VersionApi
 from pachd_lite.api.limits import THREADS, CallSlots
 from pachd_lite.api.pfs_api import DESERIALIZERS, PfsApi
 from pachd_lite.api.pps_api import PpsApi
-from pachd_lite.api.registry import PachydermHandler
+from pachd_lite.api.registry import PachydermHandler, RpcMethod, unserved_methods
 from pachd_lite.api.transaction_api import TransactionApi
 from pachd_lite.pfs import garbage, projects, recovery, triggers
 from pachd_lite.pfs.model import PfsContext
@@ -108,6 +109,7 @@ class PachdLite:
         adapters["pps_v2.API"] = pps_api
         transactions = TransactionApi(self.ctx, pfs_api, pps_api)
         adapters["transaction_v2.API"] = transactions
+        self.adapters = adapters  # service name -> adapter; every other RPC answers UNIMPLEMENTED
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="rpc"),
             options=[
@@ -152,6 +154,17 @@ class PachdLite:
         self.ctx.db.close()
         log.info("pachd-lite stopped")
         self._undo_log_redaction()
+
+
+def unserved_rpcs() -> list[RpcMethod]:
+    """The SDK RPCs pachd-lite answers UNIMPLEMENTED, read from a throwaway server's adapters."""
+    with tempfile.TemporaryDirectory(prefix="pachd-lite-rpcs-") as root:
+        app = PachdLite(ServerConfig(root=Path(root), port=0))
+        app.start()
+        try:
+            return unserved_methods(app.adapters)
+        finally:
+            app.stop(grace=0)
 
 
 def serve(config: ServerConfig) -> None:

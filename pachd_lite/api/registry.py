@@ -250,6 +250,17 @@ def _unimplemented(method: RpcMethod) -> Callable:
     return handler
 
 
+def implementation(adapters: dict[str, object], method: RpcMethod) -> Callable | None:
+    """The adapter method serving ``method``, or None when it answers UNIMPLEMENTED."""
+    adapter = adapters.get(method.service)
+    return getattr(adapter, method.name, None) if adapter is not None else None
+
+
+def unserved_methods(adapters: dict[str, object]) -> list[RpcMethod]:
+    """Every SDK RPC that ``adapters`` (service name -> adapter) leave UNIMPLEMENTED, by path."""
+    return [m for _, m in sorted(load_methods().items()) if implementation(adapters, m) is None]
+
+
 _FACTORIES = {
     "unary_unary": grpc.unary_unary_rpc_method_handler,
     "unary_stream": grpc.unary_stream_rpc_method_handler,
@@ -273,8 +284,7 @@ class PachydermHandler(grpc.GenericRpcHandler):
         slots = slots or CallSlots()
         deserializers = deserializers or {}
         for path, method in load_methods().items():
-            adapter = adapters.get(method.service)
-            fn = getattr(adapter, method.name, None) if adapter is not None else None
+            fn = implementation(adapters, method)
             behaviour = (
                 _wrap(method, fn, interceptor, redact, slots) if fn is not None else _unimplemented(method)
             )
