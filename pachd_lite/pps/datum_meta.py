@@ -27,6 +27,7 @@ from collections.abc import Iterable
 
 from pachyderm_sdk.api import pps
 
+from pachd_lite.errors import NotFound
 from pachd_lite.pfs.layers import Entry
 from pachd_lite.pfs.model import PfsContext
 from pachd_lite.pps import jobs
@@ -48,7 +49,7 @@ class InputFiles:
             return []
         try:
             items = snap.walk(inp["path"])
-        except Exception:  # the path is not in the snapshot (an outer join's empty side)
+        except NotFound:  # the path is not in the snapshot
             return []
         return [Entry(i.path, i.blob, i.size_bytes) for i in items if not i.is_dir]
 
