@@ -10,6 +10,8 @@ path fail the job with pachd's message. After a crash, unfinished jobs start ove
 A job succeeds only if every datum has a result (processed, skipped or recovered): an error
 in pachd-lite's own datum handling (placing an input, collecting an output) fails that datum
 with a reason naming it and the file, and the job with it; a worker thread never dies silently.
+As pachd's worker, a failed datum does not stop the others: the job fails once all have run
+(pachd_lite.pps.job_finish writes the output and meta commits and ends the job).
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from pathlib import Path
 from pachyderm_sdk.api import pps
 
 from pachd_lite.errors import NotFound
-from pachd_lite.pfs import commits, files
+from pachd_lite.pfs import files
 from pachd_lite.pfs.model import PfsContext
 from pachd_lite.pps import jobs, sandboxes
 from pachd_lite.pps import secrets as pipeline_secrets
 from pachd_lite.pps.cron import CronTicker
+from pachd_lite.pps.datum_meta import InputFiles
 from pachd_lite.pps.datums import Datum, Match, PfsInputRef, compute_datums, datum_env
+from pachd_lite.pps.job_finish import finish_job
 from pachd_lite.pps.logs import LogStore
 from pachd_lite.pps.outputs import OutputError, collect_outputs
 from pachd_lite.pps.pipelines import PipelineRecord, find_pipeline
@@ -323,21 +327,21 @@ class JobRunner:
             done.set()
         self._flush(force=True)
         self._current()
-        if self.cancel.is_set() and self.failure is None and not self.timed_out:
+        if self.cancel.is_set() and not self.timed_out:
             raise JobStopped  # server shutting down: the job stays unfinished and reruns on restart
         if self.timed_out:
             self._end(jobs.FAILURE, self.timed_out)
-            return
-        if self.failure is not None:
-            datum, reason = self.failure
-            self._end(jobs.FAILURE, f"datum {datum.id} failed: {reason}".rstrip())
             return
         missing = [d.id for d in datums if d.id not in self._done]
         if missing:  # a job succeeds only if every datum was processed, skipped or recovered
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             self._end(jobs.FAILURE, f"{len(missing)} datum(s) never ran: {shown}")
             return
-        self._finish_success()
+        # as pachd: the other datums ran on; the job fails after them, naming the first failed datum
+        failure = f"datum {self.failure[0].id} failed: {self.failure[1]}".rstrip() if self.failure else ""
+        self.s.logs.flush()
+        reason = finish_job(self.ctx, self.job, InputFiles(inputs, snaps), failure)
+        self.master_log(reason or "job succeeded")
 
     def _compute_datums(self, record: PipelineRecord, inputs, snaps) -> list[Datum]:
         def commit_row(ref: PfsInputRef):
@@ -464,7 +468,6 @@ class JobRunner:
         with self._lock:
             if self.failure is None:
                 self.failure = (datum, reason)
-        self.cancel.set()
 
     def _process_one(self, spec, env, datum: Datum, tries: int, timeout, resolver, index: int) -> None:
         on_log = self._on_log(datum.id)
@@ -540,9 +543,8 @@ class JobRunner:
                     self._machinery_failed(self._first_unfinished(chunk), exc)
 
         def batch(index: int, remaining: list[Datum]) -> None:
-            for attempt in range(1, tries + 1):
-                if not remaining or self.cancel.is_set():
-                    return
+            tried: dict[str, int] = defaultdict(int)  # as pachd: a datum the user code never got costs no try
+            while remaining and not self.cancel.is_set():
                 sandbox = self._sandbox(f"b{index}")
                 pfs_dir = sandbox / "pfs"
                 outcome_out: dict[str, list[files.Entry]] = {}
@@ -570,18 +572,22 @@ class JobRunner:
                 )  # fmt: skip
                 shutil.rmtree(sandbox, ignore_errors=True)
                 retry: list[Datum] = []
+                started = any(o.state != BatchState.NOT_RUN for o in result.outcomes)
                 for o in result.outcomes:
                     if o.state == BatchState.SUCCESS:
                         self._record(
                             DatumResult(o.datum, DATUM_SUCCESS, outputs=outcome_out.get(o.datum.id, []))
                         )
-                    else:
+                        continue
+                    if o.state != BatchState.NOT_RUN or not started:
+                        tried[o.datum.id] += 1
+                    if tried[o.datum.id] < tries:
                         retry.append(o.datum)
-                        if attempt == tries:
-                            reason = (o.error or result.error or "datum not run") + (
-                                "\n" + "\n".join(result.log_tail) if result.log_tail else ""
-                            )
-                            self._fail_datum(o.datum, reason)
+                    else:
+                        reason = (o.error or result.error or "datum not run") + (
+                            "\n" + "\n".join(result.log_tail) if result.log_tail else ""
+                        )
+                        self._fail_datum(o.datum, reason)
                 remaining = retry
 
         task = self.worker_log.datum_set_task(worker)
@@ -682,36 +688,6 @@ class JobRunner:
                 return
             jobs.end_job(self.ctx, conn, job, state, reason)
 
-    def _finish_success(self) -> None:
-        key = (self.job.project, self.job.pipeline, self.job.id)
-        with self.ctx.db.tx() as conn:
-            jobs.set_state(conn, self.job, jobs.FINISHING)
-        with self.ctx.db.read() as conn:
-            rows = conn.execute(
-                "SELECT path, blob, size, datum_id FROM datum_outputs WHERE project = ? AND pipeline = ? AND job_id = ? "
-                "ORDER BY path, datum_id",
-                key,
-            ).fetchall()
-        entries, error = _merge_outputs(rows)
-        if error:
-            self._end(jobs.FAILURE, error)
-            return
-        self.s.logs.flush()
-        with self.ctx.db.tx() as conn:
-            job = jobs.find_job(conn, *key)
-            if job is None or job.terminal:
-                return
-            out_row = jobs.output_commit_row(conn, job)
-            meta_row = jobs.meta_commit_row(conn, job)
-            if out_row is not None:
-                files.replace_commit_files(conn, out_row["id"], entries)
-                if out_row["finished"] is None:
-                    commits.finish_commit_row(self.ctx, conn, out_row["id"])
-            if meta_row is not None and meta_row["finished"] is None:
-                commits.finish_commit_row(self.ctx, conn, meta_row["id"])
-            jobs.set_state(conn, job, jobs.SUCCESS, "", finished=time.time())
-        self.master_log("job succeeded")
-
 
 class InputPlacementError(Exception):
     """A datum's input file cannot be placed in its sandbox (e.g. a name too long for the host)."""
@@ -743,26 +719,3 @@ class _Materialiser:
                     f"input {inp.name}: cannot place {inp.repo}@{inp.commit}:{inp.path} in /pfs/{inp.name} "
                     f"({e.strerror}: {name})"
                 ) from None
-
-
-def _merge_outputs(rows) -> tuple[list[files.Entry], str]:
-    """The output commit's entries; an error in pachd's words if datums collide."""
-    entries: list[files.Entry] = []
-    by_path: dict[str, str] = {}
-    for path, blob, size, datum_id in rows:
-        if path in by_path and by_path[path] != datum_id:
-            return [], (
-                f"duplicate path output by different datums ({path} from {by_path[path]} and {path} from {datum_id})"
-            )
-        if path in by_path:
-            continue
-        by_path[path] = datum_id
-        entries.append(files.Entry(path, blob, size, datum_id))
-    paths = set(by_path)
-    for path in paths:
-        parent = path.rsplit("/", 1)[0]
-        while parent:
-            if parent in paths:
-                return [], f"file / directory path collision ({parent})"
-            parent = parent.rsplit("/", 1)[0]
-    return entries, ""

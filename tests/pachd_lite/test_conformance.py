@@ -22,7 +22,7 @@ from pachyderm_sdk.errors import AuthServiceNotActivated
 from pachd_lite.pps.datums import Match, compute_datums
 from pachd_lite.pps.spec import apply_defaults, parse_create_pipeline_request
 from tests.fixtures.pachd import unique_name
-from tests.pachd_lite.sdk_helpers import code_of, create_pipeline, create_repo, job, put, read
+from tests.pachd_lite.sdk_helpers import PY, code_of, create_pipeline, create_repo, job, put, read
 
 
 def test_input_without_project_reads_the_pipelines_project(pachd_client):
@@ -763,3 +763,149 @@ def test_commit_names_no_branch_once_its_branch_is_deleted(pachd_client):
     assert not _on_wire(pachd_client.pfs.inspect_commit(commit=by_id).commit.branch)
     listed = list(pachd_client.pfs.list_commit(repo=pfs.Repo.from_uri(data)))
     assert [(c.commit.id, _on_wire(c.commit.branch)) for c in listed] == [(commit.id, False)]
+
+
+# --- datums: failures, FINISHING, meta ---
+
+
+def _meta_commit(pipeline: str, commit_id: str) -> pfs.Commit:
+    return pfs.Commit(repo=pfs.Repo(name=pipeline, type="meta"), id=commit_id)
+
+
+def _get(client, commit: pfs.Commit, path: str) -> bytes:
+    return b"".join(v.value for v in client.pfs.get_file(file=pfs.File(commit=commit, path=path)))
+
+
+def _paths(client, commit: pfs.Commit, path: str) -> list[str]:
+    return sorted(f.file.path for f in client.pfs.list_file(file=pfs.File(commit=commit, path=path)))
+
+
+FAIL_ON_BOOM = (
+    "import os, sys\n"
+    "name = os.path.basename(os.environ['{repo}'])\n"
+    "if name.startswith('boom'):\n"
+    "    print('failing on purpose', flush=True)\n"
+    "    {exit}\n"
+    "open('/pfs/out/' + name, 'w').write('ok')\n"
+)
+
+
+@pytest.mark.parametrize("batching", [False, True], ids=["per-datum", "batched"])
+def test_a_failed_datum_does_not_stop_the_others(pachd_client, batching):
+    """src/server/worker/datum/datum.go (Set.WithDatum / Datum.finish / handleFailed: a failed
+    datum is counted and its meta uploaded, the datum set goes on) and
+    src/server/worker/pipeline/transform/worker.go (handleDatumSetBatching: the user code is
+    restarted after a failed datum and the batch goes on), registry.go (processDatums: after all
+    datum sets, stats.FailedId -> failJob("datum <id> failed")), src/internal/ppsutil/util.go
+    (FinishJob: output and meta commits finished with the reason as their error). With one worker
+    and two failing datums, every datum runs: 4 processed, 2 failed, and the errored output commit
+    holds what the processed datums wrote."""
+    data, name = create_repo(pachd_client, "data"), unique_name("onfail")
+    if batching:
+        body = FAIL_ON_BOOM.format(repo=data, exit="os._exit(3)")  # the user process dies
+        code = (
+            "import os, sys\nfrom pachyderm_sdk import batch_all_datums\n@batch_all_datums\ndef main():\n"
+            + "".join("    " + line + "\n" for line in body.splitlines())
+            + "main()\n"
+        )
+        transform = {"cmd": [PY, "-c", code], "datumBatching": True}
+    else:
+        transform = {"cmd": [PY, "-c", FAIL_ON_BOOM.format(repo=data, exit="sys.exit(3)")]}
+    create_pipeline(
+        pachd_client, name, {"pfs": {"repo": data, "glob": "/*"}}, [], transform=transform, datum_tries=1,
+        parallelism_spec={"constant": 1},
+    )  # fmt: skip
+    files = {f"/{n}": n.encode() for n in ("a", "b", "boom1", "c", "boom2", "d")}
+    commit = put(pachd_client, data, files)
+    info = job(pachd_client, name, commit.id)
+    assert info.state == pps.JobState.JOB_FAILURE, info.reason
+    counts = (info.data_total, info.data_processed, info.data_failed, info.data_skipped, info.data_recovered)
+    assert counts == (6, 4, 2, 0, 0), counts
+    datums = list(pachd_client.pps.list_datum(job=info.job))
+    failed = {d.datum.id for d in datums if d.state == pps.DatumState.FAILED}
+    assert len(failed) == 2 and sum(d.state == pps.DatumState.SUCCESS for d in datums) == 4
+    assert any(info.reason.startswith(f"datum {i} failed") for i in failed), info.reason
+    out = pachd_client.pfs.inspect_commit(
+        commit=pfs.Commit.from_uri(f"{name}@{commit.id}"), wait=pfs.CommitState.FINISHED
+    )
+    assert out.error == info.reason
+    assert _paths(pachd_client, out.commit, "/") == ["/a", "/b", "/c", "/d"]
+    meta = pachd_client.pfs.inspect_commit(
+        commit=_meta_commit(name, commit.id), wait=pfs.CommitState.FINISHED
+    )
+    assert meta.error == info.reason
+    for datum_id in failed:
+        record = json.loads(_get(pachd_client, meta.commit, f"/meta/{datum_id}/meta"))
+        assert record["state"] == "FAILED" and record["reason"], record
+
+
+def test_job_is_finishing_while_its_output_commit_is_finished(pachd_client):
+    """src/server/worker/pipeline/transform/registry.go (succeedJob -> ppsutil.FinishJob with
+    JOB_FINISHING: the output and meta commits are finished) and
+    src/server/pps/server/transaction_defer.go (JobFinisher: a FINISHING job becomes JOB_SUCCESS
+    once its output commit is finished). InspectJob shows RUNNING, then FINISHING, then SUCCESS;
+    the output commit was FINISHING before FINISHED. (pachd's SubscribeJob sends each job once,
+    api_server.go, so it is not the place to watch states.) 300 datums make writing their meta
+    long enough (a tenth of a second or so) to be seen by polling."""
+    data, name = create_repo(pachd_client, "data"), unique_name("finishing")
+    code = "from pachyderm_sdk import batch_all_datums\n@batch_all_datums\ndef main():\n    pass\nmain()\n"
+    create_pipeline(
+        pachd_client, name, {"pfs": {"repo": data, "glob": "/*"}}, [],
+        transform={"cmd": [PY, "-c", code], "datumBatching": True},
+    )  # fmt: skip
+    commit = put(pachd_client, data, {f"/f{i:03d}": str(i).encode() for i in range(300)})
+    job_msg = pps.Job(pipeline=pps.Pipeline(name=name), id=commit.id)
+    states: list[pps.JobState] = []
+    deadline = time.monotonic() + 120
+    while not states or states[-1] not in (pps.JobState.JOB_SUCCESS, pps.JobState.JOB_FAILURE):
+        assert time.monotonic() < deadline, states
+        state = pachd_client.pps.inspect_job(job=job_msg).state
+        if not states or states[-1] != state:
+            states.append(state)
+    assert states[-3:] == [pps.JobState.JOB_RUNNING, pps.JobState.JOB_FINISHING, pps.JobState.JOB_SUCCESS], (
+        states
+    )
+    out = pachd_client.pfs.inspect_commit(commit=pfs.Commit.from_uri(f"{name}@{commit.id}"))
+    assert out.finishing is not None and out.finished is not None and out.finishing < out.finished
+
+
+def test_datum_meta_is_written_to_the_meta_repo(pachd_client):
+    """src/server/worker/datum/datum.go (uploadMetaFile: protojson datum.Meta at
+    common.MetaFilePath = meta/<datum id>/meta; uploadMetaOutput/upload: the datum's directory,
+    i.e. pfs/<datum id>/<input name>/... and pfs/<datum id>/out/...), src/server/worker/common/common.go
+    (MetaPrefix, PFSPrefix, OutputPrefix), src/server/worker/pipeline/transform/worker.go
+    (processCreateSerialDatumsTask: a skipped datum keeps its parent's meta). The pipeline's meta
+    commit lists and serves it through the ordinary PFS calls."""
+    data, name = create_repo(pachd_client, "data"), unique_name("meta")
+    create_pipeline(
+        pachd_client, name, {"pfs": {"repo": data, "glob": "/*"}},
+        ["sh", "-c", f"for f in /pfs/{data}/*; do cp $f /pfs/out/$(basename $f).out; done"],
+    )  # fmt: skip
+    first = put(pachd_client, data, {"/a.txt": b"A", "/b.txt": b"B"})
+    assert job(pachd_client, name, first.id).state == pps.JobState.JOB_SUCCESS
+    second = put(pachd_client, data, {"/c.txt": b"C"})
+    info = job(pachd_client, name, second.id)
+    assert (info.state, info.data_processed, info.data_skipped) == (pps.JobState.JOB_SUCCESS, 1, 2)
+
+    meta = _meta_commit(name, second.id)
+    assert _paths(pachd_client, meta, "/") == ["/meta/", "/pfs/"]
+    ids = {d.datum.id: d for d in pachd_client.pps.list_datum(job=info.job)}
+    assert _paths(pachd_client, meta, "/meta/") == sorted(f"/meta/{i}/" for i in ids)
+    by_path = {}
+    for datum_id in ids:
+        record = json.loads(_get(pachd_client, meta, f"/meta/{datum_id}/meta"))
+        assert "state" not in record  # PROCESSED: protojson leaves the zero value out
+        assert len(record["hash"]) == 64 and record["job"]["pipeline"]["name"] == name
+        (inp,) = record["inputs"]
+        assert inp["name"] == data and inp["branch"] == "master"
+        assert inp["fileInfo"]["file"]["commit"]["repo"]["name"] == data
+        path = inp["fileInfo"]["file"]["path"]
+        by_path[path] = (datum_id, record["job"]["id"])
+        assert [f.file.path for f in pachd_client.pfs.walk_file(file=pfs.File(commit=meta, path=f"/pfs/{datum_id}/"))
+                if f.file_type == pfs.FileType.FILE] == [f"/pfs/{datum_id}/{data}{path}", f"/pfs/{datum_id}/out{path}.out"]  # fmt: skip
+        assert _get(pachd_client, meta, f"/pfs/{datum_id}/out{path}.out") == path[1:2].upper().encode()
+    # the new datum is this job's; the skipped ones keep the meta of the job that processed them
+    assert {p: job_id for p, (_i, job_id) in by_path.items()} == {
+        "/a.txt": first.id, "/b.txt": first.id, "/c.txt": second.id
+    }  # fmt: skip
+    assert pachd_client.pfs.inspect_commit(commit=meta).finished is not None
