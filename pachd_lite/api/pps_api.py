@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import betterproto
 from betterproto.lib.google.protobuf import Empty
 from pachyderm_sdk.api import pfs, pps
 
@@ -18,6 +19,7 @@ from pachd_lite.pps import cron, datum_records, pipelines, secrets
 from pachd_lite.pps import jobs as jobs_mod
 from pachd_lite.pps.create_datum import stream_datums
 from pachd_lite.pps.datums import Match, PfsInputRef, compute_datums
+from pachd_lite.pps.input_checks import refuse_cron_input
 from pachd_lite.pps.logs import LogStore
 from pachd_lite.pps.restarts import RunningDatums
 from pachd_lite.pps.spec import parse_create_pipeline_request
@@ -298,8 +300,9 @@ class PpsApi:
             )
 
     def SubscribeJob(self, req: pps.SubscribeJobRequest, context: Any) -> Iterator[pps.JobInfo]:
-        project, name = _pipeline_key(req.pipeline)
-        pipelines.get_pipeline(self.ctx, project, name)
+        if req.pipeline is None or not req.pipeline.name:
+            raise Unknown("pipeline must be specified")
+        project, name = _pipeline_key(req.pipeline)  # pachd watches even a pipeline that is not there
         for job in jobs_mod.subscribe_jobs(self.ctx, project, name, context.is_active):
             yield self.job_info(job, req.details)
 
@@ -314,7 +317,11 @@ class PpsApi:
     # --- datums --------------------------------------------------------------------------
     def ListDatum(self, req: pps.ListDatumRequest, context: Any) -> Iterator[pps.DatumInfo]:
         if req.input is not None and (req.input.pfs is not None and req.input.pfs.repo or req.input.cross
-                                      or req.input.union or req.input.join or req.input.group):  # fmt: skip
+                                      or req.input.union or req.input.join or req.input.group
+                                      or betterproto.serialized_on_wire(req.input.cron)):  # fmt: skip
+            if req.job is not None and betterproto.serialized_on_wire(req.job):
+                raise Unknown("cannot specify both job and input")
+            refuse_cron_input(req.input)
             yield from self._dry_run_datums(req.input)
             return
         job = jobs_mod.get_job(self.ctx, *self._job_key(req.job))
@@ -377,16 +384,13 @@ class PpsApi:
     def RestartDatum(self, req: pps.RestartDatumRequest, context: Any) -> Empty:
         job = jobs_mod.get_job(self.ctx, *self._job_key(req.job))
         filters = list(req.data_filters)
-        if self.running.cancel((job.project, job.pipeline, job.id), filters):
-            return Empty()  # pachd's worker Cancel: the running try is killed and the datum retried
-        matching = datum_records.datums_matching(self.ctx, job.project, job.pipeline, job.id, filters)
-        if matching is None:  # no filter: every datum of the job matches (common.MatchDatum)
-            matching = {row["datum_id"] for row in datum_records.job_datums(self.ctx, job)}
-        if not matching:  # pachd's worker Cancel found no datum: a plain error
+        # pachd's worker Cancel finds running datums only: the matching try is killed and retried;
+        # a finished datum (or none) matching is pachd's plain "could not be found" error
+        if not self.running.cancel((job.project, job.pipeline, job.id), filters):
             raise Unknown(
                 f"datum matching filter [{' '.join(filters)}] could not be found for job ID {job.id}"
             )
-        return Empty()  # failed datums are retried by the next job, as after pachd's restart
+        return Empty()
 
     # --- secrets -------------------------------------------------------------------------
     @staticmethod

@@ -1,9 +1,8 @@
-"""The datum records of jobs (the ``datums`` table) as ListDatum, InspectDatum, RestartDatum and
-GetLogs read them; the scheduler writes them."""
+"""The datum records of jobs (the ``datums`` table) as ListDatum, InspectDatum and GetLogs read
+them; the scheduler writes them."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any
 
@@ -20,29 +19,3 @@ def job_datums(ctx: PfsContext, job: JobRecord, datum_id: str = "") -> list[sqli
         args.append(datum_id)
     with ctx.db.read() as conn:
         return conn.execute(sql + " ORDER BY datum_id", args).fetchall()
-
-
-def datums_matching(
-    ctx: PfsContext, project: str, pipeline: str, job_id: str, filters: list[str]
-) -> set[str] | None:
-    """Datum ids whose id, input path or input hash (hex) matches every filter (common.MatchDatum),
-    among the pipeline's (and job's, when given) datums; None without filters (everything matches)."""
-    if not filters:
-        return None
-    sql, args = "SELECT datum_id, inputs FROM datums WHERE 1 = 1", []
-    if pipeline:
-        sql += " AND project = ? AND pipeline = ?"
-        args += [project or "default", pipeline]
-    if job_id:
-        sql += " AND job_id = ?"
-        args.append(job_id)
-    with ctx.db.read() as conn:
-        rows = conn.execute(sql, args).fetchall()
-    out = set()
-    for datum_id, inputs_json in rows:
-        keys = {datum_id}
-        for inp in json.loads(inputs_json):
-            keys.update({inp["path"], inp["hash"]})
-        if all(f in keys for f in filters):
-            out.add(datum_id)
-    return out

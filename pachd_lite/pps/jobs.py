@@ -265,12 +265,22 @@ def last_job_state(ctx: PfsContext, project: str, pipeline: str) -> int:
 def subscribe_jobs(
     ctx: PfsContext, project: str, pipeline: str, alive: Callable[[], bool]
 ) -> Iterator[JobRecord]:
-    """The pipeline's jobs, oldest first, then each job again whenever its state changes, while ``alive()``."""
-    seen: dict[str, int] = {}
+    """Each job of the pipeline once, oldest first, while ``alive()``: the unfinished ones now, then
+    every job created later (pachd's SubscribeJob watches the unfinished jobs and skips a job it
+    has sent). A later job is sent in its state when first seen, which may already be terminal."""
+    seen: set[str] = set()
+    newest = -1  # highest seq at subscribe time: older jobs count only if unfinished then
+    first = True
     while alive():
         version = ctx.db.version
         for job in sorted(list_jobs(ctx, project, pipeline), key=lambda j: j.seq):
-            if seen.get(job.id) != job.state:
-                seen[job.id] = job.state
-                yield job
+            if first:
+                newest = max(newest, job.seq)
+                if job.terminal:
+                    continue
+            elif job.id in seen or job.seq <= newest:
+                continue
+            seen.add(job.id)
+            yield job
+        first = False
         ctx.db.wait_for_change(version, 1.0)

@@ -9,7 +9,8 @@ Public API (stable; the PPS core calls it):
                 on_log: Callable[[str, D | None], None] | None = None, *,
                 datum_timeout: float | None = None, cancel: threading.Event | None = None,
                 tail_lines: int = 50, admin_token: str = "",
-                run_as: runner.RunAs | None = None) -> BatchResult[D]
+                run_as: runner.RunAs | None = None,
+                attempt: Callable[[D], ContextManager[TryCancel]] | None = None) -> BatchResult[D]
 
     Starts a gRPC server on a free localhost port serving /pachyderm.worker.Worker/{NextDatum,
     Status,Cancel}, then the user process once (`transform.cmd`/`stdin` via runner.UserProcess,
@@ -25,7 +26,13 @@ Public API (stable; the PPS core calls it):
         pachd does. If the process exits while datums remain: "user code exited prematurely";
         the datum in progress fails with that reason, the rest are NOT_RUN and BatchResult.error
         says so. A datum running longer than `datum_timeout` fails, the process is killed and a
-        new one is started for the remaining datums. `cancel` (or the Cancel RPC) kills it all.
+        new one is started for the remaining datums. `cancel` kills it all.
+      - Each datum's try runs inside `attempt(d)` (e.g. RunningDatums.attempt, so RestartDatum
+        finds it). Once the yielded signal's `restarted` is set - or the Cancel RPC names the
+        job (`job_id` = PACH_JOB_ID) and the datum (`data_filters`, common.MatchDatum), as
+        pachd's Status.Cancel - the datum fails with "context canceled", the process is killed
+        and a new one goes on with the rest (pachd's handleDatumSetBatching restarts user code
+        after a datum's error). Without `attempt` each try gets a signal with no files.
     Retries (`datum_tries`) are the caller's: run the failed datums again with a new call, which
     restarts the user process, as pachd restarts user code after a failed datum.
     `on_log(line, datum)` gets every output line with the datum in progress (None between datums).
@@ -48,6 +55,8 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -60,15 +69,18 @@ from pachyderm_sdk.api import pps
 from pachyderm_sdk.api import worker as worker_api
 
 from pachd_lite.pps import runner
+from pachd_lite.pps.datum_match import match_datum
+from pachd_lite.pps.restarts import TryCancel
 from pachd_lite.pps.runner import TOKEN_ENV_VARS, UserProcess, write_dotenv
 
-__all__ = ["BatchResult", "DatumOutcome", "DatumState", "PREMATURE_EXIT", "run_batched"]
+__all__ = ["BatchResult", "CANCELED", "DatumOutcome", "DatumState", "PREMATURE_EXIT", "run_batched"]
 
 log = logging.getLogger(__name__)
 
 D = TypeVar("D")
 SERVICE = "pachyderm.worker.Worker"
 PREMATURE_EXIT = "user code exited prematurely"
+CANCELED = "context canceled"  # a restarted datum's error, as pachd's cancelled datum context
 
 
 class DatumState(StrEnum):
@@ -113,6 +125,7 @@ class _Batch(Generic[D]):
         tail_lines: int,
         admin_token: str = "",
         run_as: runner.RunAs | None = None,
+        attempt: Callable[[D], ContextManager[TryCancel]] | None = None,
     ) -> None:
         self.transform, self.env, self.sandbox = transform, dict(env), Path(sandbox)
         self.prepare_datum, self.finish_datum, self.on_log = prepare_datum, finish_datum, on_log
@@ -129,6 +142,9 @@ class _Batch(Generic[D]):
         self.log_tail: list[str] = []
         self.admin_token = admin_token
         self.run_as = run_as
+        self.attempt = attempt
+        self.try_signal: TryCancel | None = None  # the current datum's try
+        self.try_scope = ExitStack()
         self.port = 0
         # peer -> (pid, fd, "socket:[inode]") of a connection the current user process holds
         self.trusted_peers: dict[str, tuple[int, int, str]] = {}
@@ -218,11 +234,17 @@ class _Batch(Generic[D]):
         return pps.WorkerStatus(worker_id="pachd-lite", job_id=self.env.get("PACH_JOB_ID", ""))
 
     def cancel_rpc(self, request: worker_api.CancelRequest, context: grpc.ServicerContext):
+        """pachd's Status.Cancel: restart the datum in progress if it is of the job and matches."""
         self._authorize(context)
-        job = self.env.get("PACH_JOB_ID", "")
-        if request.job_id and request.job_id != job:
-            return worker_api.CancelResponse(success=False)
-        self.cancel.set()
+        with self.lock:
+            signal = self.try_signal
+            if (
+                signal is None
+                or request.job_id != self.env.get("PACH_JOB_ID", "")
+                or not match_datum(list(request.data_filters), signal.files)
+            ):
+                return worker_api.CancelResponse(success=False)
+            signal.restarted.set()
         return worker_api.CancelResponse(success=True)
 
     # --- datum bookkeeping (called with self.lock held) ---
@@ -240,11 +262,16 @@ class _Batch(Generic[D]):
             self._record(i, f"preparing the datum failed: {e}", started)
             return None
         self.current, self.current_started = i, started
+        if self.attempt is not None:
+            self.try_signal = self.try_scope.enter_context(self.attempt(outcome.datum))
+        else:
+            self.try_signal = TryCancel(self.cancel, ())
         return worker_api.NextDatumResponse(env=[f"{k}={v}" for k, v in full.items()])
 
     def _finish_current(self, error: str | None) -> None:
         i, self.current = self.current, None
         assert i is not None
+        self._end_try()
         try:
             self.finish_datum(self.outcomes[i].datum, error)
         except Exception as e:
@@ -252,6 +279,10 @@ class _Batch(Generic[D]):
             error = f"{error}; " if error else ""
             error += f"collecting the datum's output failed: {e}"
         self._record(i, error, self.current_started)
+
+    def _end_try(self) -> None:
+        self.try_signal = None
+        self.try_scope.close()
 
     def _record(self, i: int, error: str | None, started: float) -> None:
         o = self.outcomes[i]
@@ -294,6 +325,8 @@ class _Batch(Generic[D]):
         finally:
             self.process_gone.set()
             server.stop(grace=0.5).wait()
+            with self.lock:
+                self._end_try()
         return BatchResult(self.outcomes, error, self.pids, self.log_tail)
 
     def _run_one_process(self, port: int) -> str:
@@ -349,6 +382,9 @@ class _Batch(Generic[D]):
                     proc.emit(reason)
                     self._finish_current(reason)
                     return ""  # the caller starts a new process for the rest
+                if self.try_signal is not None and self.try_signal.restarted.is_set():
+                    self._finish_current(CANCELED)  # RestartDatum: retried by the caller
+                    return ""
 
     def _abandon(self, reason: str) -> None:
         """Fail the datum in progress with `reason`; the unstarted ones stay NOT_RUN."""
@@ -371,6 +407,7 @@ def run_batched(
     tail_lines: int = 50,
     admin_token: str = "",
     run_as: runner.RunAs | None = None,
+    attempt: Callable[[D], ContextManager[TryCancel]] | None = None,
 ) -> BatchResult[D]:
     """Process `datums` with one long-running user process (see module docstring)."""
     batch = _Batch(
@@ -386,5 +423,6 @@ def run_batched(
         tail_lines,
         admin_token,
         run_as,
+        attempt,
     )
     return batch.run()

@@ -108,9 +108,11 @@ def test_auth_not_activated_is_unimplemented_on_the_wire(pachd_server):
     assert err.value.details() == "the auth service is not activated"
 
 
-def test_restart_datum_with_a_filter_matching_no_datum(pachd_client):
-    """src/server/pps/server/api_server.go (RestartDatum) and src/server/worker/server/client.go
-    (Cancel): no datum of the job matches the filter -> a plain error (UNKNOWN) naming filter and job."""
+def test_restart_datum_with_a_filter_matching_no_running_datum(pachd_client):
+    """src/server/pps/server/api_server.go (RestartDatum), src/server/worker/server/client.go
+    (Cancel) and src/server/worker/pipeline/transform/status.go (Status.Cancel only sees the datum
+    running now): no running datum of the job matches -> a plain error (UNKNOWN) naming filter and
+    job, also when a finished datum of the job matches."""
     data, name = create_repo(pachd_client, "data"), unique_name("restart")
     create_pipeline(pachd_client, name, {"pfs": {"repo": data, "glob": "/*"}}, ["sh", "-c", "true"])
     commit = put(pachd_client, data, {"/a": b"a", "/b": b"b"})
@@ -119,7 +121,9 @@ def test_restart_datum_with_a_filter_matching_no_datum(pachd_client):
     code, msg = code_of(pachd_client.pps.restart_datum, job=info.job, data_filters=["/nope", "/x"])
     assert code == grpc.StatusCode.UNKNOWN
     assert msg == f"datum matching filter [/nope /x] could not be found for job ID {commit.id}"
-    pachd_client.pps.restart_datum(job=info.job, data_filters=["/a"])  # a datum of the job matches
+    code, msg = code_of(pachd_client.pps.restart_datum, job=info.job, data_filters=["/a"])  # finished
+    assert code == grpc.StatusCode.UNKNOWN
+    assert msg == f"datum matching filter [/a] could not be found for job ID {commit.id}"
 
 
 def test_delete_job_stops_a_running_job_then_deletes_it(pachd_client, tmp_path):
@@ -909,3 +913,64 @@ def test_datum_meta_is_written_to_the_meta_repo(pachd_client):
         "/a.txt": first.id, "/b.txt": first.id, "/c.txt": second.id
     }  # fmt: skip
     assert pachd_client.pfs.inspect_commit(commit=meta).finished is not None
+
+
+# --- PPS API leftovers ---
+CRON_LIST = "can't list datums with a cron input, there will be no datums until the pipeline is created"
+
+
+def test_list_datum_refuses_an_input_with_a_cron_input(pachd_client):
+    """src/server/pps/server/api_server.go (ListDatum: job and input together are refused;
+    listDatumInput: any cron input in the spec, also under a cross, is a plain error (UNKNOWN) -
+    its datums exist only once the pipeline ticks). A job's datums are listed as usual."""
+    data = create_repo(pachd_client, "data")
+    put(pachd_client, data, {"/a": b"a"})
+    cron = pps.Input(cron=pps.CronInput(name="tick", spec="@every 1h"))
+    crossed = pps.Input(cross=[pps.Input(pfs=pps.PfsInput(repo=data, glob="/*")), cron])
+    for spec in (cron, crossed):
+        assert code_of(pachd_client.pps.list_datum, input=spec) == (grpc.StatusCode.UNKNOWN, CRON_LIST)
+    plain = pps.Input(pfs=pps.PfsInput(repo=data, glob="/*"))
+    assert [d.data[0].file.path for d in pachd_client.pps.list_datum(input=plain)] == ["/a"]
+    some_job = pps.Job(pipeline=pps.Pipeline(name=unique_name("any")), id="0" * 32)
+    code, msg = code_of(pachd_client.pps.list_datum, job=some_job, input=plain)
+    assert (code, msg) == (grpc.StatusCode.UNKNOWN, "cannot specify both job and input")
+
+
+def test_subscribe_job_sends_each_unfinished_job_once(pachd_server, pachd_client, tmp_path):
+    """src/server/pps/server/api_server.go (SubscribeJob: watches the pipeline's jobs in
+    JobsTerminalIndex with terminal=false and keeps a `seen` set, so each unfinished job is sent
+    once - not again on RUNNING, FINISHING or SUCCESS - and finished jobs are not sent; an empty
+    pipeline name is "pipeline must be specified")."""
+    data, name = create_repo(pachd_client, "data"), unique_name("subjob")
+    gate = tmp_path / "gate"
+    create_pipeline(
+        pachd_client, name, {"pfs": {"repo": data, "glob": "/*"}},
+        ["sh", "-c", f"while [ -e {gate} ]; do sleep 0.05; done; cp /pfs/{data}/* /pfs/out/"],
+    )  # fmt: skip
+    done_before = put(pachd_client, data, {"/a": b"a"})
+    assert job(pachd_client, name, done_before.id).state == pps.JobState.JOB_SUCCESS
+    gate.touch()
+    got: list[pps.JobInfo] = []
+    with grpc.insecure_channel(f"{pachd_server.connect_host}:{pachd_server.port}") as channel:
+        subscribe = channel.unary_stream(
+            "/pps_v2.API/SubscribeJob", request_serializer=bytes, response_deserializer=pps.JobInfo.FromString
+        )
+        call = subscribe(pps.SubscribeJobRequest(pipeline=pps.Pipeline(name=name)))
+
+        def drain() -> None:
+            with contextlib.suppress(grpc.RpcError):
+                got.extend(call)
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        gated = put(pachd_client, data, {"/b": b"b"})
+        _wait_for(lambda: got, "the unfinished job to be sent")
+        gate.unlink()
+        assert job(pachd_client, name, gated.id).state == pps.JobState.JOB_SUCCESS
+        time.sleep(1.5)  # room for (wrong) updates on RUNNING/FINISHING/SUCCESS
+        call.cancel()
+        reader.join(10)
+    assert [j.job.id for j in got] == [gated.id]
+    assert got[0].state not in (pps.JobState.JOB_SUCCESS, pps.JobState.JOB_FAILURE)
+    code, msg = code_of(pachd_client.pps.subscribe_job, pipeline=pps.Pipeline(name=""))
+    assert (code, msg) == (grpc.StatusCode.UNKNOWN, "pipeline must be specified")

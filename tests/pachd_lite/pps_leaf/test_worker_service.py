@@ -7,6 +7,7 @@ import shutil
 import textwrap
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -14,7 +15,8 @@ import pytest
 from pachyderm_sdk.api import pps
 from pachyderm_sdk.api.worker import WorkerStub
 
-from pachd_lite.pps.worker_service import PREMATURE_EXIT, DatumState, run_batched
+from pachd_lite.pps.restarts import TryCancel
+from pachd_lite.pps.worker_service import CANCELED, PREMATURE_EXIT, DatumState, run_batched
 
 USER_CODE = textwrap.dedent(
     """
@@ -177,6 +179,83 @@ def test_status_and_cancel_rpcs_answer_the_sdk_stub(h: Harness):
     assert seen["status"].job_id == "job1"
     assert seen["cancel_other"] is False
     assert "admin-secret" not in (h.sandbox / "pfs" / ".env").read_text()
+
+
+def _when(path: Path, action) -> threading.Thread:
+    """Run ``action()`` once ``path`` exists (not on a timer: a loaded machine starts slowly)."""
+
+    def wait() -> None:
+        deadline = time.monotonic() + 30
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        action()
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    return thread
+
+
+def _assert_restarted_first_then_rest_in_a_new_process(r) -> None:
+    assert r.error == "" and len(r.pids) == 2, r
+    assert r.outcomes[0].state == DatumState.FAILED and r.outcomes[0].error == CANCELED
+    assert [o.state for o in r.outcomes[1:]] == [DatumState.SUCCESS] * 2
+    assert {o.pid for o in r.outcomes[1:]} == {r.pids[1]}
+
+
+def test_a_restarted_datum_fails_and_new_user_code_goes_on(h: Harness, tmp_path: Path):
+    """The signal of the datum's `attempt` is set (RestartDatum, pachd's Status.Cancel): the user
+    process is killed at once, the datum fails with "context canceled", the rest run in a new one."""
+    slept = tmp_path / "slept"
+    signals: dict[int, TryCancel] = {}
+    open_tries: set[int] = set()
+
+    @contextmanager
+    def attempt(d: int):
+        signals[d] = TryCancel(threading.Event(), ((f"/nums/{d}", "ab"),))
+        open_tries.add(d)
+        try:
+            yield signals[d]
+        finally:
+            open_tries.discard(d)
+
+    _when(slept, lambda: signals[1].restarted.set())
+    started = time.monotonic()
+    r = h.run([1, 2, 3], env={"SLEEP_AT": "1", "SLEPT": str(slept)}, attempt=attempt)
+    assert time.monotonic() - started < 30  # interrupted (datum 1 sleeps 60s)
+    _assert_restarted_first_then_rest_in_a_new_process(r)
+    assert sorted(signals) == [1, 2, 3] and not open_tries  # one try each, every one ended
+
+
+def test_cancel_rpc_restarts_only_the_matching_datum_in_progress(h: Harness, tmp_path: Path):
+    """pachd's Status.Cancel (transform/status.go): success only for the running job and a datum
+    matching data_filters; it restarts that datum, not the batch."""
+    slept = tmp_path / "slept"
+    port: list[int] = []
+    answers: dict[str, bool] = {}
+
+    def on_log(line: str, d: int | None) -> None:
+        if line.startswith("warming up once on port "):
+            port.append(int(line.rsplit(" ", 1)[1]))
+
+    def cancel() -> None:
+        channel = grpc.intercept_channel(grpc.insecure_channel(f"localhost:{port[0]}"), _WithToken("tok"))
+        stub = WorkerStub(channel)
+        answers["other job"] = stub.cancel(job_id="other", data_filters=[]).success
+        answers["other datum"] = stub.cancel(job_id="job1", data_filters=["/nums/2"]).success
+        answers["this datum"] = stub.cancel(job_id="job1", data_filters=["/nums/1"]).success
+
+    @contextmanager
+    def attempt(d: int):
+        yield TryCancel(threading.Event(), ((f"/nums/{d}", "ab"),))
+
+    _when(slept, cancel)
+    t = pps.Transform(cmd=["python3", str(h.script), "/pfs/out"], datum_batching=True)
+    env = {"PACH_JOB_ID": "job1", "SLEEP_AT": "1", "SLEPT": str(slept)}
+    r = run_batched(
+        t, env, h.sandbox, [1, 2, 3], h.prepare, h.finish, on_log, admin_token="tok", attempt=attempt
+    )
+    assert answers == {"other job": False, "other datum": False, "this datum": True}
+    _assert_restarted_first_then_rest_in_a_new_process(r)
 
 
 class _WithToken(grpc.UnaryUnaryClientInterceptor):
