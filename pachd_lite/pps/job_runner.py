@@ -46,7 +46,8 @@ from pachd_lite.pps.job_results import (
 from pachd_lite.pps.outputs import OutputError, collect_outputs
 from pachd_lite.pps.pipelines import PipelineRecord, find_pipeline
 from pachd_lite.pps.placement import InputPlacementError, Materialiser
-from pachd_lite.pps.runner import job_env, run_err_cmd, run_transform
+from pachd_lite.pps.runner import run_err_cmd, run_transform
+from pachd_lite.pps.user_env import job_env
 from pachd_lite.pps.worker_log import JobLog
 from pachd_lite.pps.worker_service import DatumState as BatchState
 from pachd_lite.pps.worker_service import run_batched

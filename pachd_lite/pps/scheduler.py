@@ -16,8 +16,9 @@ from pachd_lite.pps import jobs, sandboxes
 from pachd_lite.pps.cron import CronTicker
 from pachd_lite.pps.job_runner import JobRunner
 from pachd_lite.pps.logs import LogStore
+from pachd_lite.pps.process_family import CHILDREN
 from pachd_lite.pps.restarts import RunningDatums
-from pachd_lite.pps.runner import USER_ENV_VAR, RunAs, become_subreaper
+from pachd_lite.pps.run_as import USER_ENV_VAR, RunAs
 
 log = logging.getLogger("pachd_lite.pps")
 
@@ -56,7 +57,7 @@ class Scheduler:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        if not become_subreaper():
+        if not CHILDREN.become_subreaper():
             log.warning("cannot adopt orphaned user processes (no PR_SET_CHILD_SUBREAPER): "
                         "a process user code detaches with setsid may outlive its datum")  # fmt: skip
         self.recover()

@@ -9,10 +9,10 @@ Public API (stable; the PPS core calls it):
                 on_log: Callable[[str, D | None], None] | None = None, *,
                 datum_timeout: float | None = None, cancel: threading.Event | None = None,
                 tail_lines: int = 50, admin_token: str = "",
-                run_as: runner.RunAs | None = None) -> BatchResult[D]
+                run_as: RunAs | None = None) -> BatchResult[D]
 
     Starts a gRPC server on a free localhost port serving /pachyderm.worker.Worker/{NextDatum,
-    Status,Cancel}, then the user process once (`transform.cmd`/`stdin` via runner.UserProcess,
+    Status,Cancel}, then the user process once (`transform.cmd`/`stdin` via user_process.UserProcess,
     `env` + PPS_WORKER_GRPC_PORT, pachyderm_sdk's /pfs/.env redirected to <sandbox>/pfs/.env).
     Protocol, as pachd's worker:
       - NextDatum(error="") first call = "ready". pachd-lite calls `prepare_datum(d)` (the core
@@ -59,8 +59,9 @@ import psutil
 from pachyderm_sdk.api import pps
 from pachyderm_sdk.api import worker as worker_api
 
-from pachd_lite.pps import runner
-from pachd_lite.pps.runner import TOKEN_ENV_VARS, UserProcess, write_dotenv
+from pachd_lite.pps.run_as import RunAs
+from pachd_lite.pps.user_env import TOKEN_ENV_VARS, write_dotenv
+from pachd_lite.pps.user_process import UserProcess
 
 __all__ = ["BatchResult", "DatumOutcome", "DatumState", "PREMATURE_EXIT", "run_batched"]
 
@@ -112,7 +113,7 @@ class _Batch(Generic[D]):
         cancel: threading.Event,
         tail_lines: int,
         admin_token: str = "",
-        run_as: runner.RunAs | None = None,
+        run_as: RunAs | None = None,
     ) -> None:
         self.transform, self.env, self.sandbox = transform, dict(env), Path(sandbox)
         self.prepare_datum, self.finish_datum, self.on_log = prepare_datum, finish_datum, on_log
@@ -370,7 +371,7 @@ def run_batched(
     cancel: threading.Event | None = None,
     tail_lines: int = 50,
     admin_token: str = "",
-    run_as: runner.RunAs | None = None,
+    run_as: RunAs | None = None,
 ) -> BatchResult[D]:
     """Process `datums` with one long-running user process (see module docstring)."""
     batch = _Batch(

@@ -1,4 +1,4 @@
-"""Running user code for a datum (pachd_lite.pps.runner) with real subprocesses."""
+"""Running user code for a datum (pachd_lite.pps.runner, user_env, user_process) with real subprocesses."""
 
 from __future__ import annotations
 
@@ -12,15 +12,9 @@ import pytest
 from pachyderm_sdk.api import pps
 
 from pachd_lite.pps.datums import Datum, DatumInput, datum_env
-from pachd_lite.pps.runner import (
-    UserProcess,
-    job_env,
-    map_pfs_paths,
-    run_err_cmd,
-    run_transform,
-    user_process_env,
-    write_dotenv,
-)
+from pachd_lite.pps.runner import run_err_cmd, run_transform
+from pachd_lite.pps.user_env import job_env, map_pfs_paths, user_process_env, write_dotenv
+from pachd_lite.pps.user_process import UserProcess
 
 
 @pytest.fixture
