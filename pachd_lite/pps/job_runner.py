@@ -322,7 +322,7 @@ class JobRunner:
         else:
             log.exception("datum %s of job %s failed inside pachd-lite", datum.id, self.job)
             reason = f"pachd-lite internal error while processing the datum: {type(exc).__name__}: {exc}"
-        self._on_log(datum.id)(reason)
+        self.worker_log.line(reason, datum.id)
         self.results.fail(datum, reason)
 
     def _process_one(self, spec, env, datum: Datum, tries: int, timeout, resolver, index: int) -> None:
@@ -331,7 +331,7 @@ class JobRunner:
         last = None
         sandbox = None
         try:
-            for attempt in range(1, tries + 1):
+            for _ in range(tries):
                 sandbox = self._sandbox(f"w{index}")
                 resolver.place(datum, sandbox / "pfs")
                 with self.s.running.attempt(self.worker_log.key, datum, self.cancel) as cancel:
@@ -346,7 +346,6 @@ class JobRunner:
                 last = result
                 if self.cancel.is_set():
                     return
-                on_log(f"datum {datum.id} failed (try {attempt} of {tries}): {result.error}")
             recovered = datum_log.run_error_handling_code(
                 run_err_cmd, spec.transform, sandbox, {**env, **datum_env(datum)}, on_log=on_log,
                 run_as=self.s.run_as,
@@ -425,6 +424,7 @@ class JobRunner:
                 result = run_batched(
                     spec.transform, env, sandbox, remaining, prepare, finish, on_log,
                     datum_timeout=timeout, cancel=self.cancel, admin_token=self.s.auth_token, run_as=self.s.run_as,
+                    on_worker_log=lambda line, d: self.worker_log.line(line, d.id if d else ""),
                 )  # fmt: skip
                 shutil.rmtree(sandbox, ignore_errors=True)
                 retry: list[Datum] = []

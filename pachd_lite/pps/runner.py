@@ -81,9 +81,7 @@ def _run(
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError, ValueError) as e:
         msg = f"could not start user code {list(cmd)!r}: {e}"
-        if on_log is not None:
-            on_log(msg)
-        return RunResult(None, False, time.monotonic() - started, [msg], error=msg)
+        return RunResult(None, False, time.monotonic() - started, [], error=msg)
     deadline = None if timeout is None else started + timeout
     timed_out = cancelled = False
     while True:
@@ -109,8 +107,6 @@ def _run(
     success = not (timed_out or cancelled) and (code == 0 or code in set(transform.accept_return_code))
     if not success and not error:
         error = f"user code exited with code {code}" if code >= 0 else f"user code killed by signal {-code}"
-    if error and (timed_out or cancelled):
-        proc.emit(error)
     return RunResult(code, success, duration, list(proc.log_tail), timed_out, cancelled, error)
 
 

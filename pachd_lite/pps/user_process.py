@@ -134,7 +134,7 @@ class UserProcess:
             time.sleep(0.002)
 
     def emit(self, line: str) -> None:
-        """Record a log line (also used for pachd-lite's own messages about this process)."""
+        """Record a line the process printed."""
         self.log_tail.append(line)
         if self._on_log is not None:
             try:

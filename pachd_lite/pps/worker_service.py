@@ -8,8 +8,8 @@ Public API (stable; the PPS core calls it):
                 finish_datum: Callable[[D, str | None], None],
                 on_log: Callable[[str, D | None], None] | None = None, *,
                 datum_timeout: float | None = None, cancel: threading.Event | None = None,
-                tail_lines: int = 50, admin_token: str = "",
-                run_as: RunAs | None = None) -> BatchResult[D]
+                tail_lines: int = 50, admin_token: str = "", run_as: RunAs | None = None,
+                on_worker_log: Callable[[str, D | None], None] | None = None) -> BatchResult[D]
 
     Starts a gRPC server on a free localhost port serving /pachyderm.worker.Worker/{NextDatum,
     Status,Cancel}, then the user process once (`transform.cmd`/`stdin` via user_process.UserProcess,
@@ -28,7 +28,9 @@ Public API (stable; the PPS core calls it):
         new one is started for the remaining datums. `cancel` (or the Cancel RPC) kills it all.
     Retries (`datum_tries`) are the caller's: run the failed datums again with a new call, which
     restarts the user process, as pachd restarts user code after a failed datum.
-    `on_log(line, datum)` gets every output line with the datum in progress (None between datums).
+    `on_log(line, datum)` gets every output line with the datum in progress (None between datums);
+    `on_worker_log(line, datum)` gets pachd-lite's own lines about it (premature exit, timeout),
+    which are not the user code's output.
 
 Access: the service answers only the batch's own user code — the caller's TCP connection must
 belong to the user process or one of its descendants (looked up in /proc by the connection's
@@ -114,7 +116,9 @@ class _Batch(Generic[D]):
         tail_lines: int,
         admin_token: str = "",
         run_as: RunAs | None = None,
+        on_worker_log: Callable[[str, D | None], None] | None = None,
     ) -> None:
+        self.on_worker_log = on_worker_log
         self.transform, self.env, self.sandbox = transform, dict(env), Path(sandbox)
         self.prepare_datum, self.finish_datum, self.on_log = prepare_datum, finish_datum, on_log
         self.datum_timeout, self.cancel, self.tail_lines = datum_timeout, cancel, tail_lines
@@ -270,6 +274,10 @@ class _Batch(Generic[D]):
         if self.on_log is not None:
             self.on_log(line, self.current_datum())
 
+    def _worker_line(self, line: str) -> None:
+        if self.on_worker_log is not None:
+            self.on_worker_log(line, self.current_datum())
+
     def run(self) -> BatchResult[D]:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="pachd-lite-worker")
@@ -335,7 +343,7 @@ class _Batch(Generic[D]):
                     return ""
                 if code is not None:
                     reason = f"{PREMATURE_EXIT} (exit code {code})"
-                    proc.emit(reason)
+                    self._worker_line(reason)
                     self._abandon(reason)
                     return reason
                 if self.cancel.is_set():
@@ -347,7 +355,7 @@ class _Batch(Generic[D]):
                     and time.monotonic() - self.current_started > self.datum_timeout
                 ):
                     reason = f"datum timed out after {self.datum_timeout:g}s"
-                    proc.emit(reason)
+                    self._worker_line(reason)
                     self._finish_current(reason)
                     return ""  # the caller starts a new process for the rest
 
@@ -372,6 +380,7 @@ def run_batched(
     tail_lines: int = 50,
     admin_token: str = "",
     run_as: RunAs | None = None,
+    on_worker_log: Callable[[str, D | None], None] | None = None,
 ) -> BatchResult[D]:
     """Process `datums` with one long-running user process (see module docstring)."""
     batch = _Batch(
@@ -387,5 +396,6 @@ def run_batched(
         tail_lines,
         admin_token,
         run_as,
+        on_worker_log,
     )
     return batch.run()
