@@ -9,12 +9,9 @@ datum (timeout, cancel, a datum it could not handle) are worker lines, or only i
 from __future__ import annotations
 
 import re
-import threading
-from pathlib import Path
 
 from pachyderm_sdk.api import pps
 
-from pachd_lite.pps.runner import run_transform
 from tests.fixtures.pachd import unique_name
 from tests.pachd_lite.sdk_helpers import create_pipeline, create_repo, job, put
 
@@ -53,22 +50,3 @@ def test_a_timed_out_datum_has_no_pachd_lite_line_among_the_users(pachd_client):
     assert [m.message for m in lines if m.user] == ["started"]
     worker = [m.message for m in lines if not m.user and m.datum_id]
     assert any(w.endswith("because context deadline exceeded") for w in worker), worker
-
-
-def test_run_transform_passes_on_only_the_user_codes_lines(tmp_path: Path):
-    (tmp_path / "pfs").mkdir()
-    got: list[str] = []
-    timed = run_transform(
-        pps.Transform(cmd=["sh", "-c", "echo one; sleep 30"]), tmp_path, {}, on_log=got.append, timeout=0.5
-    )
-    assert timed.timed_out and "timed out" in timed.error and got == ["one"] and timed.log_tail == ["one"]
-    assert timed.failure_reason() == f"{timed.error}\none"  # the error once, then what the code printed
-    cancel = threading.Event()
-    cancel.set()
-    cancelled = run_transform(
-        pps.Transform(cmd=["sh", "-c", "sleep 30"]), tmp_path, {}, on_log=got.append, cancel=cancel
-    )
-    assert cancelled.cancelled and got == ["one"]
-    missing = run_transform(pps.Transform(cmd=["no-such-command-xyz"]), tmp_path, {}, on_log=got.append)
-    assert "could not start user code" in missing.error and got == ["one"]
-    assert missing.failure_reason() == missing.error
