@@ -9,7 +9,7 @@ from pachd_lite.pfs.model import PfsContext, PipelineMetadataStore
 from pachd_lite.pps import jobs, pipelines
 from pachd_lite.pps.logs import LogStore
 from pachd_lite.pps.restarts import RunningDatums
-from pachd_lite.pps.runner import RunAs
+from pachd_lite.pps.run_as import RunAs
 from pachd_lite.pps.scheduler import Scheduler
 
 

@@ -8,12 +8,12 @@ Public API (stable; the PPS core calls it):
                 finish_datum: Callable[[D, str | None], None],
                 on_log: Callable[[str, D | None], None] | None = None, *,
                 datum_timeout: float | None = None, cancel: threading.Event | None = None,
-                tail_lines: int = 50, admin_token: str = "",
-                run_as: runner.RunAs | None = None,
-                attempt: Callable[[D], ContextManager[TryCancel]] | None = None) -> BatchResult[D]
+                tail_lines: int = 50, admin_token: str = "", run_as: RunAs | None = None,
+                attempt: Callable[[D], ContextManager[TryCancel]] | None = None,
+                on_worker_log: Callable[[str, D | None], None] | None = None) -> BatchResult[D]
 
     Starts a gRPC server on a free localhost port serving /pachyderm.worker.Worker/{NextDatum,
-    Status,Cancel}, then the user process once (`transform.cmd`/`stdin` via runner.UserProcess,
+    Status,Cancel}, then the user process once (`transform.cmd`/`stdin` via user_process.UserProcess,
     `env` + PPS_WORKER_GRPC_PORT, pachyderm_sdk's /pfs/.env redirected to <sandbox>/pfs/.env).
     Protocol, as pachd's worker:
       - NextDatum(error="") first call = "ready". pachd-lite calls `prepare_datum(d)` (the core
@@ -35,7 +35,9 @@ Public API (stable; the PPS core calls it):
         after a datum's error). Without `attempt` each try gets a signal with no files.
     Retries (`datum_tries`) are the caller's: run the failed datums again with a new call, which
     restarts the user process, as pachd restarts user code after a failed datum.
-    `on_log(line, datum)` gets every output line with the datum in progress (None between datums).
+    `on_log(line, datum)` gets every output line with the datum in progress (None between datums);
+    `on_worker_log(line, datum)` gets pachd-lite's own lines about it (premature exit, timeout),
+    which are not the user code's output.
 
 Access: the service answers only the batch's own user code — the caller's TCP connection must
 belong to the user process or one of its descendants (looked up in /proc by the connection's
@@ -68,10 +70,11 @@ import psutil
 from pachyderm_sdk.api import pps
 from pachyderm_sdk.api import worker as worker_api
 
-from pachd_lite.pps import runner
 from pachd_lite.pps.datum_match import match_datum
 from pachd_lite.pps.restarts import TryCancel
-from pachd_lite.pps.runner import TOKEN_ENV_VARS, UserProcess, write_dotenv
+from pachd_lite.pps.run_as import RunAs
+from pachd_lite.pps.user_env import TOKEN_ENV_VARS, write_dotenv
+from pachd_lite.pps.user_process import UserProcess
 
 __all__ = ["BatchResult", "CANCELED", "DatumOutcome", "DatumState", "PREMATURE_EXIT", "run_batched"]
 
@@ -124,9 +127,11 @@ class _Batch(Generic[D]):
         cancel: threading.Event,
         tail_lines: int,
         admin_token: str = "",
-        run_as: runner.RunAs | None = None,
+        run_as: RunAs | None = None,
         attempt: Callable[[D], ContextManager[TryCancel]] | None = None,
+        on_worker_log: Callable[[str, D | None], None] | None = None,
     ) -> None:
+        self.on_worker_log = on_worker_log
         self.transform, self.env, self.sandbox = transform, dict(env), Path(sandbox)
         self.prepare_datum, self.finish_datum, self.on_log = prepare_datum, finish_datum, on_log
         self.datum_timeout, self.cancel, self.tail_lines = datum_timeout, cancel, tail_lines
@@ -300,6 +305,10 @@ class _Batch(Generic[D]):
         if self.on_log is not None:
             self.on_log(line, self.current_datum())
 
+    def _worker_line(self, line: str) -> None:
+        if self.on_worker_log is not None:
+            self.on_worker_log(line, self.current_datum())
+
     def run(self) -> BatchResult[D]:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="pachd-lite-worker")
@@ -367,7 +376,7 @@ class _Batch(Generic[D]):
                     return ""
                 if code is not None:
                     reason = f"{PREMATURE_EXIT} (exit code {code})"
-                    proc.emit(reason)
+                    self._worker_line(reason)
                     self._abandon(reason)
                     return reason
                 if self.cancel.is_set():
@@ -379,7 +388,7 @@ class _Batch(Generic[D]):
                     and time.monotonic() - self.current_started > self.datum_timeout
                 ):
                     reason = f"datum timed out after {self.datum_timeout:g}s"
-                    proc.emit(reason)
+                    self._worker_line(reason)
                     self._finish_current(reason)
                     return ""  # the caller starts a new process for the rest
                 if self.try_signal is not None and self.try_signal.restarted.is_set():
@@ -406,8 +415,9 @@ def run_batched(
     cancel: threading.Event | None = None,
     tail_lines: int = 50,
     admin_token: str = "",
-    run_as: runner.RunAs | None = None,
+    run_as: RunAs | None = None,
     attempt: Callable[[D], ContextManager[TryCancel]] | None = None,
+    on_worker_log: Callable[[str, D | None], None] | None = None,
 ) -> BatchResult[D]:
     """Process `datums` with one long-running user process (see module docstring)."""
     batch = _Batch(
@@ -424,5 +434,6 @@ def run_batched(
         admin_token,
         run_as,
         attempt,
+        on_worker_log,
     )
     return batch.run()

@@ -974,3 +974,34 @@ def test_subscribe_job_sends_each_unfinished_job_once(pachd_server, pachd_client
     assert got[0].state not in (pps.JobState.JOB_SUCCESS, pps.JobState.JOB_FAILURE)
     code, msg = code_of(pachd_client.pps.subscribe_job, pipeline=pps.Pipeline(name=""))
     assert (code, msg) == (grpc.StatusCode.UNKNOWN, "pipeline must be specified")
+
+
+def test_restart_datum_interrupts_a_batched_datum(pachd_client, tmp_path):
+    """src/server/worker/pipeline/transform/worker.go (handleDatumSetBatching: forEachDatum runs
+    each datum under its own cancel, which RestartDatum's Status.Cancel (transform/status.go)
+    fires; the datum's callback returns the context error, the user code is stopped and started
+    again, and the datum is tried again up to datum_tries): the batch is not waited for."""
+    data, name = create_repo(pachd_client, "data"), unique_name("restartb")
+    marker = tmp_path / "first-try"
+    code = (
+        "import os, shutil, time\nfrom pathlib import Path\n"
+        "from pachyderm_sdk import batch_all_datums\n@batch_all_datums\ndef main():\n"
+        f"    for f in Path('/pfs/{data}').iterdir():\n"
+        f"        if f.name == 'a' and not os.path.exists({str(marker)!r}):\n"
+        f"            Path({str(marker)!r}).touch()\n            time.sleep(60)\n"
+        "        shutil.copy(f, '/pfs/out/' + f.name)\nmain()\n"
+    )
+    create_pipeline(
+        pachd_client, name, {"pfs": {"repo": data, "glob": "/*"}}, [],
+        transform={"cmd": [PY, "-c", code], "datumBatching": True}, datumTries=2,
+    )  # fmt: skip
+    commit = put(pachd_client, data, {"/a": b"a", "/b": b"b"})
+    job_ref = pps.Job(pipeline=pps.Pipeline(name=name), id=commit.id)
+    _wait_for(marker.exists, "the first try of /a to start")
+    started = time.monotonic()
+    pachd_client.pps.restart_datum(job=job_ref, data_filters=["/a"])
+    info = job(pachd_client, name, commit.id)
+    assert time.monotonic() - started < 30  # interrupted, not waited for (the first try sleeps 60s)
+    assert info.state == pps.JobState.JOB_SUCCESS, info.reason
+    assert {d.state for d in pachd_client.pps.list_datum(job=job_ref)} == {pps.DatumState.SUCCESS}
+    assert read(pachd_client, f"{name}@master:/a") == b"a" and read(pachd_client, f"{name}@master:/b") == b"b"

@@ -1,4 +1,4 @@
-"""Running user code for a datum (pachd_lite.pps.runner) with real subprocesses."""
+"""Running user code for a datum (pachd_lite.pps.runner, user_env, user_process) with real subprocesses."""
 
 from __future__ import annotations
 
@@ -12,15 +12,9 @@ import pytest
 from pachyderm_sdk.api import pps
 
 from pachd_lite.pps.datums import Datum, DatumInput, datum_env
-from pachd_lite.pps.runner import (
-    UserProcess,
-    job_env,
-    map_pfs_paths,
-    run_err_cmd,
-    run_transform,
-    user_process_env,
-    write_dotenv,
-)
+from pachd_lite.pps.runner import run_err_cmd, run_transform
+from pachd_lite.pps.user_env import job_env, map_pfs_paths, user_process_env, write_dotenv
+from pachd_lite.pps.user_process import UserProcess
 
 
 @pytest.fixture
@@ -177,3 +171,23 @@ def _assert_gone(pid: int) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"process {pid} still running")
+
+
+def test_run_transform_passes_on_only_the_user_codes_lines(tmp_path: Path):
+    """Only the user code's lines reach on_log and log_tail; pachd-lite's words are in the error."""
+    (tmp_path / "pfs").mkdir()
+    got: list[str] = []
+    timed = run_transform(
+        pps.Transform(cmd=["sh", "-c", "echo one; sleep 30"]), tmp_path, {}, on_log=got.append, timeout=0.5
+    )
+    assert timed.timed_out and "timed out" in timed.error and got == ["one"] and timed.log_tail == ["one"]
+    assert timed.failure_reason() == f"{timed.error}\none"  # the error once, then what the code printed
+    cancel = threading.Event()
+    cancel.set()
+    cancelled = run_transform(
+        pps.Transform(cmd=["sh", "-c", "sleep 30"]), tmp_path, {}, on_log=got.append, cancel=cancel
+    )
+    assert cancelled.cancelled and got == ["one"]
+    missing = run_transform(pps.Transform(cmd=["no-such-command-xyz"]), tmp_path, {}, on_log=got.append)
+    assert "could not start user code" in missing.error and got == ["one"]
+    assert missing.failure_reason() == missing.error

@@ -121,6 +121,19 @@ def test_premature_exit_fails_the_datum_and_leaves_the_rest(h: Harness):
     assert PREMATURE_EXIT in h.errors[3]
 
 
+def test_pachd_lites_own_lines_go_to_the_worker_log_not_the_users(h: Harness, tmp_path: Path):
+    worker: list[tuple[int | None, str]] = []
+    h.run(list(range(6)), env={"EXIT_AT": "3"}, on_worker_log=lambda line, d: worker.append((d, line)))
+    assert [(d, line.startswith(PREMATURE_EXIT)) for d, line in worker] == [(3, True)]
+    assert not any(PREMATURE_EXIT in line for _, line in h.logs)
+    h.logs.clear()
+    worker.clear()
+    h.run([1, 2], env={"SLEEP_AT": "2", "SLEPT": str(tmp_path / "slept")}, datum_timeout=2,
+          on_worker_log=lambda line, d: worker.append((d, line)))  # fmt: skip
+    assert worker == [(2, "datum timed out after 2s")]
+    assert not any("timed out" in line for _, line in h.logs)
+
+
 def test_user_code_that_never_asks_for_a_datum(h: Harness, tmp_path: Path):
     t = pps.Transform(cmd=["python3", "-c", "print('forgot to batch')"], datum_batching=True)
     r = run_batched(t, {}, h.sandbox, [1, 2], h.prepare, h.finish)
