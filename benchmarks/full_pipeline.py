@@ -521,6 +521,8 @@ def print_table(summary: dict[str, Any]) -> None:
     print(_baseline_line("(B) pandas + scikit-learn", summary.get("baseline_pandas")))
     b = summary.get("full_run")
     print(_phase_line("(b) DAG, day 1", b))
+    if b and b.get("airflow_phases_s"):
+        print("    Airflow s: " + ", ".join(f"{k} {v:.1f}" for k, v in b["airflow_phases_s"].items()))
     if b:
         print("    peak RSS MB per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in b["peak_rss_mb"].items()))
         top = list(b["peak_process_rss_mb"].items())[:4]
