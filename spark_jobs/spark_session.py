@@ -29,6 +29,7 @@ def build_session(
     master: str | None = None,
     shuffle_partitions: int | None = None,
     driver_memory: str | None = None,
+    java_options: str = "",
 ) -> SparkSession:
     """Build (or reuse) a local SparkSession tuned for one machine.
 
@@ -36,7 +37,9 @@ def build_session(
     everything; few shuffle partitions avoid hundreds of tiny tasks on a couple of cores; the UI
     and event log are off because nothing looks at them inside a pipeline worker.
     The driver JVM maps this installation's class-data archive when there is one (see
-    spark_jobs.jvm_archive). Environment overrides: SPARK_MASTER, SPARK_SHUFFLE_PARTITIONS,
+    spark_jobs.jvm_archive). ``java_options`` are the job's own driver JVM options; they come
+    before SPARK_DRIVER_JAVA_OPTIONS, so a spec can override them (HotSpot takes the last
+    value of an option). Environment overrides: SPARK_MASTER, SPARK_SHUFFLE_PARTITIONS,
     SPARK_DRIVER_MEMORY, SPARK_DRIVER_JAVA_OPTIONS (appended), SPARK_CDS_ARCHIVE.
     """
     # Import here: spark_jobs modules must import cheaply (e.g. `pachflow generate` needs no JVM).
@@ -70,7 +73,7 @@ def build_session(
         .config("spark.sql.parquet.mergeSchema", "false")
     )
     java_options = " ".join(
-        filter(None, (jvm_archive.java_options(), setting("SPARK_DRIVER_JAVA_OPTIONS", "")))
+        filter(None, (jvm_archive.java_options(), java_options, setting("SPARK_DRIVER_JAVA_OPTIONS", "")))
     )
     if java_options:
         builder = builder.config("spark.driver.extraJavaOptions", java_options)

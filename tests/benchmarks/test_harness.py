@@ -11,7 +11,7 @@ import pyarrow.csv as pacsv
 import pytest
 
 from benchmarks.baseline_pandas import DTYPES, customer_features, run_baseline
-from benchmarks.full_pipeline import disk_bytes, spread, summarise
+from benchmarks.full_pipeline import airflow_phases, disk_bytes, spread, summarise
 from benchmarks.stages import run_measured
 from spark_jobs.features import FEATURE_COLUMNS, LABEL, customer_features_arrow, partial_aggregates_arrow
 from spark_jobs.generate import GenerateConfig, generate
@@ -74,6 +74,20 @@ def test_disk_use_counts_a_hard_linked_file_once(tmp_path: Path) -> None:
 
 def test_spread_is_median_min_max() -> None:
     assert spread([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "values": [3.0, 1.0, 2.0]}
+
+
+def test_airflow_phases_split_the_dag_childs_wall_time() -> None:
+    marks = {"child_main": 100.5, "parsed": 102.0, "tested": 120.0, "reported": 120.1}
+    tasks = {"a": {"start": 103.0, "end": 110.0}, "b": {"start": 110.1, "end": 119.5}, "c": {"start": None}}
+    phases = airflow_phases({"marks": marks}, tasks, started_at=100.0, ended_at=120.5)
+    assert phases == {
+        "process_start": 0.5,
+        "parse": 1.5,
+        "until_first_task": 1.0,
+        "tasks": 16.5,
+        "after_last_task": 1.0,
+    }
+    assert airflow_phases({}, tasks, 100.0, 120.5) == {}  # a report without marks: nothing to split
 
 
 def _phase(phase: str, wall: float, largest: float) -> dict:

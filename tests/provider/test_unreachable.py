@@ -95,3 +95,25 @@ def test_a_pachd_call_whose_retries_ran_out_mid_task_is_named_as_unavailable():
     expected = f"pachd at grpc://127.0.0.1:{port} (connection 'pachyderm_default') stayed unavailable"
     assert reason.startswith(expected), reason
     assert unreachable_reason(ValueError("bad setting")) is None
+
+
+def test_classifying_a_skip_does_not_import_mlflow():
+    """A skipped task goes through the same check; importing mlflow for it cost ~1 s per task."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from airflow.sdk.exceptions import AirflowSkipException\n"
+        "from pachflow.hooks.unreachable import no_retry_when_unreachable\n"
+        "@no_retry_when_unreachable\n"
+        "def execute():\n"
+        "    raise AirflowSkipException('nothing new')\n"
+        "try:\n"
+        "    execute()\n"
+        "except AirflowSkipException:\n"
+        "    pass\n"
+        "print(sorted(m for m in sys.modules if m == 'mlflow' or m.startswith('mlflow.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]", out

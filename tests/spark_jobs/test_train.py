@@ -133,3 +133,29 @@ def test_unreachable_mlflow_fails_fast_with_a_clear_message(
 def test_empty_input_is_a_clear_error(spark, mlflow_server, tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="no Parquet files"):
         train_model(spark, tmp_path, tmp_path / "out", TrainConfig(), mlflow_server.tracking_uri)
+
+
+def test_the_module_exits_with_mains_code(tmp_path: Path) -> None:
+    """``python -m spark_jobs.train`` (what a pipeline runs) returns main's exit code."""
+    import subprocess
+    import sys
+
+    uri = f"http://127.0.0.1:{closed_port()}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "spark_jobs.train",
+        "--input",
+        str(tmp_path),
+        "--output",
+        str(tmp_path / "o"),
+    ]
+    done = subprocess.run(
+        [*cmd, "--tracking-uri", uri],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert f"MLflow at {uri} is unreachable" in done.stderr

@@ -9,6 +9,7 @@ into ``AirflowFailException`` with the same message (which names the address).
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -46,13 +47,13 @@ def _address(conn_id: str) -> str:
 
 
 def _is_mlflow_connection_error(err: BaseException) -> bool:
-    try:
-        import requests
-        from mlflow.exceptions import MlflowException
-    except ImportError:  # pragma: no cover - both come with the provider's dependencies
+    # An MlflowException exists only once mlflow is imported: never import it (seconds) to find
+    # out, e.g. for every skipped task.
+    exceptions = sys.modules.get("mlflow.exceptions")
+    if exceptions is None or not isinstance(err, exceptions.MlflowException):
         return False
-    if not isinstance(err, MlflowException):
-        return False
+    import requests
+
     # MLflow re-raises the requests error inside its except block: it is the implicit context.
     cause = err.__cause__ or err.__context__
     return isinstance(cause, requests.exceptions.ConnectionError)
