@@ -12,7 +12,9 @@ A job succeeds only if every datum has a result (processed, skipped or recovered
 in pachd-lite's own datum handling (placing an input, collecting an output) fails that datum
 with a reason naming it and the file, and the job with it; a worker thread never dies silently.
 As pachd's worker, a failed datum does not stop the others: the job fails once all have run
-(pachd_lite.pps.job_finish writes the output and meta commits and ends the job).
+(pachd_lite.pps.job_finish writes the output and meta commits and ends the job). A job past
+its ``job_timeout`` is stopped (JOB_KILLED, as pachd), even if a datum failed before; only a
+server shutdown leaves a job unfinished, to start over on restart.
 """
 
 from __future__ import annotations
@@ -60,10 +62,12 @@ log = logging.getLogger("pachd_lite.pps")
 # How long a job waits for a missing pipeline secret before failing (pachd waits indefinitely).
 SECRET_WAIT_S = float(os.environ.get("PACHD_LITE_SECRET_WAIT_S", "30"))
 KILL_POLL = 0.3
+# pachd's words (worker/pipeline/transform/registry.go): a job past job_timeout is stopped (JOB_KILLED)
+JOB_TIMED_OUT = " jobtimed out"
 
 
 class JobStopped(Exception):
-    """The job was killed (StopJob, pipeline update/delete) while it ran."""
+    """The job was killed (StopJob, pipeline update/delete, job_timeout) or the server is stopping."""
 
 
 class JobRunner:
@@ -76,7 +80,6 @@ class JobRunner:
         self.cancel = threading.Event()
         self.worker_log = JobLog(scheduler.logs, job.project, job.pipeline, job.id)
         self.results = JobResults(scheduler.ctx, job, self.cancel)
-        self.timed_out = ""
 
     def master_log(self, message: str) -> None:
         self.s.logs.append(self.job.project, self.job.pipeline, self.job.id, "", message, master=True)
@@ -191,12 +194,9 @@ class JobRunner:
         finally:
             done.set()
         self.results.flush(force=True)
-        self._current()
-        if self.cancel.is_set() and not self.timed_out:
+        self._current()  # JobStopped if it was killed (a timed-out job is killed too): it ended
+        if self.cancel.is_set():
             raise JobStopped  # server shutting down: the job stays unfinished and reruns on restart
-        if self.timed_out:
-            self._end(jobs.FAILURE, self.timed_out)
-            return
         missing = self.results.missing(datums)
         if missing:  # a job succeeds only if every datum was processed, skipped or recovered
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -451,21 +451,30 @@ class JobRunner:
         self._run_threads([(task, (i, c)) for i, c in enumerate(chunks) if c])
 
     def _watch_for_kill(self, done: threading.Event, job_timeout: float = 0.0) -> None:
-        """Cancel running user code as soon as the job is stopped (StopJob, update, delete) or
-        runs past ``job_timeout`` (then the job fails)."""
+        """Cancel running user code as soon as the job is stopped (StopJob, update, delete), the
+        server stops, or the job runs past ``job_timeout`` (then, as pachd, it is stopped: JOB_KILLED,
+        whether or not a datum failed before); write the datums' results meanwhile."""
         deadline = time.monotonic() + job_timeout if job_timeout > 0 else None
         while not done.wait(KILL_POLL):
-            if deadline is not None and time.monotonic() > deadline:
-                with self.results.lock:
-                    if self.results.failure is None:
-                        self.timed_out = f"job timed out after {job_timeout:g}s"
-                self.cancel.set()
-                return
-            with self.ctx.db.read() as conn:
-                job = jobs.find_job(conn, self.job.project, self.job.pipeline, self.job.id)
-            if job is None or job.state == jobs.KILLED or self.s.stopping:
-                self.cancel.set()
-                return
+            try:
+                if self._should_stop(deadline, job_timeout):
+                    self.cancel.set()
+                    return
+                self.results.flush()  # counts (a failed datum) show while other datums still run
+            except Exception:  # checked again at the next poll; the job's end does not depend on it
+                log.exception("watching job %s failed", self.job)
+
+    def _should_stop(self, deadline: float | None, job_timeout: float) -> bool:
+        if deadline is not None and time.monotonic() > deadline:
+            self.master_log(f"job ran past its job_timeout ({job_timeout:g}s): stopping it")
+            try:
+                jobs.stop_job(self.ctx, self.job.project, self.job.pipeline, self.job.id, JOB_TIMED_OUT)
+            except NotFound:
+                pass  # deleted meanwhile
+            return True
+        with self.ctx.db.read() as conn:
+            job = jobs.find_job(conn, self.job.project, self.job.pipeline, self.job.id)
+        return job is None or job.state == jobs.KILLED or self.s.stopping
 
     def _check_killed_now_and_then(self) -> None:
         self.results.flush()
