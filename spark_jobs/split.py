@@ -58,7 +58,6 @@ PROGRESS_EVERY_ROWS = 1_000_000
 FIRST_REASONS = 5  # rejected rows quoted (line and reason) in a file's summary
 WORKERS = 2  # threads converting/validating/sorting blocks while the main thread reads and writes
 BLOCKS_IN_FLIGHT = 4  # blocks read but not yet written: bounds the extra memory to a few blocks
-WRITES_IN_FLIGHT = 2  # row groups handed to the writer thread but not yet written
 _FLOAT_RE = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 _INT_RE = r"^[+-]?\d+$"
 _ID_RE = {"nameOrig": r"^C\d{1,18}$", "nameDest": r"^[CM]\d{1,18}$"}
@@ -346,11 +345,7 @@ def split_by_bucket(table: pa.Table, buckets: int) -> list[tuple[int, pa.Table]]
 
 
 class _BucketWriters:
-    """Per-bucket Parquet writers that buffer rows into reasonably large row groups.
-
-    Row groups are encoded and compressed by one writer thread (pyarrow releases the GIL), so
-    the main thread goes on reading blocks meanwhile; at most WRITES_IN_FLIGHT row groups wait.
-    """
+    """Per-bucket Parquet writers that buffer rows into reasonably large row groups."""
 
     def __init__(self, output_dir: Path, stem: str, buckets: int, row_group_rows: int) -> None:
         self.output_dir, self.stem, self.buckets, self.row_group_rows = (
@@ -361,10 +356,9 @@ class _BucketWriters:
         )
         self.buffers: dict[int, list[pa.Table]] = {}
         self.buffered: dict[int, int] = {}
-        self.writers: dict[int, pq.ParquetWriter] = {}  # used by the writer thread only, until closed
+        self.writers: dict[int, pq.ParquetWriter] = {}
+        self.opened: list[int] = []
         self.rows: dict[int, int] = {}
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="split-writer")
-        self._pending: deque[Future[None]] = deque()
 
     def _final(self, bucket: int) -> Path:
         return self.output_dir / bucket_dir_name(bucket, self.buckets) / f"{self.stem}.parquet"
@@ -383,47 +377,30 @@ class _BucketWriters:
 
     def _flush(self, bucket: int) -> None:
         parts = self.buffers.pop(bucket, [])
-        rows = self.buffered.pop(bucket, 0)
+        self.buffered.pop(bucket, None)
         if not parts:
             return
-        while len(self._pending) >= WRITES_IN_FLIGHT:
-            self._pending.popleft().result()
-        self._pending.append(self._pool.submit(self._write, bucket, parts))
-        self.rows[bucket] = self.rows.get(bucket, 0) + rows
-
-    def _write(self, bucket: int, parts: list[pa.Table]) -> None:
-        """In the writer thread: one row group of ``bucket``."""
         writer = self.writers.get(bucket)
         if writer is None:
             tmp = self._tmp(bucket)
             tmp.parent.mkdir(parents=True, exist_ok=True)
+            self.opened.append(bucket)  # before the writer: opening can fail after creating the file
             writer = pq.ParquetWriter(str(tmp), ARROW_SCHEMA, **BUCKET_WRITE_OPTIONS)
             self.writers[bucket] = writer
-        writer.write_table(pa.concat_tables(parts).combine_chunks())
-
-    def _drain(self) -> None:
-        """Wait for every queued row group; raise the first write error."""
-        try:
-            while self._pending:
-                self._pending.popleft().result()
-        finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        table = pa.concat_tables(parts).combine_chunks()
+        writer.write_table(table)
+        self.rows[bucket] = self.rows.get(bucket, 0) + table.num_rows
 
     def close(self) -> dict[int, int]:
         for bucket in list(self.buffers):
             self._flush(bucket)
-        self._drain()
         for bucket, writer in self.writers.items():
             writer.close()
             self._tmp(bucket).replace(self._final(bucket))
         return dict(sorted(self.rows.items()))
 
     def abort(self) -> None:
-        for future in self._pending:
-            future.cancel()
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._pending.clear()
-        for bucket in self.rows:  # every bucket handed to the writer, also one whose writer failed to open
+        for bucket in self.opened:
             try:
                 if bucket in self.writers:
                     self.writers[bucket].close()

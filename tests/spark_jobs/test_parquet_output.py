@@ -56,10 +56,10 @@ def test_etl_aggregates_are_zstd_with_dictionary_counts(etl_dir: Path) -> None:
     assert not any(dictionary_encoded(c) for c in chunks["sum_amount"] + chunks["nameOrig"])
 
 
-def test_a_failing_background_write_fails_the_file_and_leaves_nothing(
+def test_a_failing_writer_fails_the_file_and_leaves_nothing(
     raw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Row groups are written by a writer thread: its error must surface and abort every bucket."""
+    """A writer that fails to open (after creating its file) fails the file and leaves no file behind."""
     monkeypatch.setattr(split, "BUCKET_WRITE_OPTIONS", {"compression": "no-such-codec"})
     config = SplitConfig(buckets=2, block_size=16 << 10, row_group_rows=500)
     with pytest.raises(Exception, match="no-such-codec"):
