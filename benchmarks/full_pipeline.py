@@ -45,6 +45,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.pachd_disk import DiskSampler, disk_breakdown  # noqa: E402
 from benchmarks.stages import run_measured  # noqa: E402
 from spark_jobs.generate import PAYSIM_ROWS, GenerateConfig  # noqa: E402
 
@@ -533,6 +534,10 @@ def print_table(summary: dict[str, Any]) -> None:
             f"    pachd-lite disk {disk['after_full_run_mb']:.0f} MB for {disk['input_mb']:.0f} MB of CSV "
             f"({disk['ratio_full_run']:.2f}x); after day 2 {disk.get('after_second_day_mb', float('nan')):.0f} MB"
         )
+        print(
+            f"      peak during day 1 (with sandboxes) {disk.get('peak_full_run_mb', float('nan')):.0f} MB; after it: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in disk.get("breakdown_after_full_run_mb", {}).items())
+        )
     for key, title in (("second_day", "(c) second day (+1/30)"), ("rerun", "(d) rerun, no new data")):
         r = summary.get(key)
         print(_phase_line(title, r))
@@ -592,10 +597,12 @@ def run_dag(
 ) -> dict[str, Any]:
     """(C): a fresh stack, the three phases, pachd-lite's disk use; the stack is stopped after."""
     stack = None
+    disk = None
     result: dict[str, Any] = {}
     try:
         started = time.monotonic()
         stack = start_stack(base)
+        disk = DiskSampler(stack.settings.pachd_root).start()
         if specs is not None:
             stack.env["PACHFLOW_SPECS"] = str(specs)
         result["stack_start_s"] = round(time.monotonic() - started, 2)
@@ -612,10 +619,14 @@ def run_dag(
             print(f"{title} ...", flush=True)
             source = source_dir(base, key, files)
             result[key] = run_dag_phase(stack, sampler, {**common, "source": str(source)}, log_dir, key)
+            result[key]["pachd_disk_peak_mb"] = disk.take_peak_mb()  # root + sandboxes, during the run
+            result[key]["pachd_disk_breakdown_mb"] = disk_breakdown(stack.settings.pachd_root)
             if "error" in result[key]:
                 break
             print(f"    {result[key]['wall_s']:.1f} s  {result[key]['stages_s']}", flush=True)
     finally:
+        if disk is not None:
+            disk.stop()
         if stack is not None:
             from pachflow_tools.local.stack import down
 
@@ -629,6 +640,8 @@ def run_dag(
             after_full_run_mb=disk,
             ratio_full_run=round(disk / input_mb, 3),
             hard_linked_input_mb=result["full_run"].get("pachd_disk_shared_with_input_mb"),
+            peak_full_run_mb=result["full_run"]["pachd_disk_peak_mb"],
+            breakdown_after_full_run_mb=result["full_run"]["pachd_disk_breakdown_mb"],
         )
     if "second_day" in result:
         result["pachd_disk"].update(

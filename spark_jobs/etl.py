@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import pyarrow.parquet as pq
 
 from spark_jobs.features import partial_aggregates, partial_aggregates_arrow
+from spark_jobs.parquet_output import write_options
 from spark_jobs.schema import ARROW_SCHEMA, spark_schema
 from spark_jobs.worker_env import batched_datums, in_batching_worker, resolve_datum_path, setting
 
@@ -153,7 +154,7 @@ def aggregate_datum(
     target = output_path_for(datum, input_root, output_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
-    pq.write_table(table, str(tmp), compression="snappy", row_group_size=ROW_GROUP_ROWS)
+    pq.write_table(table, str(tmp), row_group_size=ROW_GROUP_ROWS, **write_options(table.schema))
     tmp.replace(target)
     log.info(
         "%s: %s customers from %d file(s) with %s -> %s (%.1fs)",

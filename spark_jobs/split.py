@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from spark_jobs.parquet_output import write_options
 from spark_jobs.schema import (
     ARROW_SCHEMA,
     COLUMNS,
@@ -50,6 +51,8 @@ log = logging.getLogger("pachflow.split")
 DEFAULT_BUCKETS = 16
 BLOCK_SIZE = 4 << 20  # bytes per CSV block: ~55k rows, keeps peak memory low and threads busy
 ROW_GROUP_ROWS = 131_072  # rows buffered per bucket before a Parquet row group is written
+# zstd level 1: split is CPU-bound; level 3 would save 9 % more bytes for ~10 % more of split's CPU
+BUCKET_WRITE_OPTIONS = write_options(ARROW_SCHEMA, dictionary=("type",), level=1)
 MAX_REJECT_DETAILS = 100_000  # rejected rows kept with line/reason per file; the rest only counted
 PROGRESS_EVERY_ROWS = 1_000_000
 FIRST_REASONS = 5  # rejected rows quoted (line and reason) in a file's summary
@@ -354,6 +357,7 @@ class _BucketWriters:
         self.buffers: dict[int, list[pa.Table]] = {}
         self.buffered: dict[int, int] = {}
         self.writers: dict[int, pq.ParquetWriter] = {}
+        self.opened: list[int] = []
         self.rows: dict[int, int] = {}
 
     def _final(self, bucket: int) -> Path:
@@ -380,7 +384,8 @@ class _BucketWriters:
         if writer is None:
             tmp = self._tmp(bucket)
             tmp.parent.mkdir(parents=True, exist_ok=True)
-            writer = pq.ParquetWriter(str(tmp), ARROW_SCHEMA, compression="snappy", use_dictionary=["type"])
+            self.opened.append(bucket)  # before the writer: opening can fail after creating the file
+            writer = pq.ParquetWriter(str(tmp), ARROW_SCHEMA, **BUCKET_WRITE_OPTIONS)
             self.writers[bucket] = writer
         table = pa.concat_tables(parts).combine_chunks()
         writer.write_table(table)
@@ -395,9 +400,10 @@ class _BucketWriters:
         return dict(sorted(self.rows.items()))
 
     def abort(self) -> None:
-        for bucket, writer in self.writers.items():
+        for bucket in self.opened:
             try:
-                writer.close()
+                if bucket in self.writers:
+                    self.writers[bucket].close()
             finally:
                 self._tmp(bucket).unlink(missing_ok=True)
 
