@@ -915,7 +915,7 @@ def test_datum_meta_is_written_to_the_meta_repo(pachd_client):
     assert pachd_client.pfs.inspect_commit(commit=meta).finished is not None
 
 
-# --- PPS API leftovers ---
+# --- RestartDatum, ListDatum, SubscribeJob ---
 CRON_LIST = "can't list datums with a cron input, there will be no datums until the pipeline is created"
 
 
