@@ -36,6 +36,7 @@ from pachd_lite.pfs import files
 from pachd_lite.pps import jobs
 from pachd_lite.pps import secrets as pipeline_secrets
 from pachd_lite.pps.datum_meta import InputFiles
+from pachd_lite.pps.datum_sandbox import DatumSandbox
 from pachd_lite.pps.datums import Datum, Match, PfsInputRef, compute_datums, datum_env
 from pachd_lite.pps.job_finish import finish_job
 from pachd_lite.pps.job_results import (
@@ -80,6 +81,7 @@ class JobRunner:
         self.cancel = threading.Event()
         self.worker_log = JobLog(scheduler.logs, job.project, job.pipeline, job.id)
         self.results = JobResults(scheduler.ctx, job, self.cancel)
+        self._sandboxes: dict[int, DatumSandbox] = {}  # per worker index
 
     def master_log(self, message: str) -> None:
         self.s.logs.append(self.job.project, self.job.pipeline, self.job.id, "", message, master=True)
@@ -260,11 +262,22 @@ class JobRunner:
     def _sandbox(self, name: str) -> Path:
         path = self.s.sandbox_root / self.job.id / self.job.pipeline / name
         shutil.rmtree(path, ignore_errors=True)
+        self._prepare_sandbox(path)
+        return path
+
+    def _prepare_sandbox(self, path: Path) -> None:
         (path / "pfs").mkdir(parents=True)
         if self.s.run_as is not None:
             self.s.run_as.own(path, path / "pfs")
         self._make_out(path / "pfs")
-        return path
+
+    def _worker_sandbox(self, index: int) -> DatumSandbox:
+        """Worker ``index``'s sandbox, emptied and reused from datum to datum."""
+        found = self._sandboxes.get(index)
+        if found is None:
+            path = self.s.sandbox_root / self.job.id / self.job.pipeline / f"w{index}"
+            found = self._sandboxes[index] = DatumSandbox(path, self._prepare_sandbox)
+        return found
 
     def _make_out(self, pfs_dir: Path) -> None:
         (pfs_dir / "out").mkdir(exist_ok=True)
@@ -330,9 +343,10 @@ class JobRunner:
         datum_log = self.worker_log.datum(datum)
         last = None
         sandbox = None
+        place = self._worker_sandbox(index)
         try:
             for _ in range(tries):
-                sandbox = self._sandbox(f"w{index}")
+                sandbox = place.fresh()
                 resolver.place(datum, sandbox / "pfs")
                 with self.s.running.attempt(self.worker_log.key, datum, self.cancel) as cancel:
                     result = datum_log.run_user_code(
@@ -352,7 +366,7 @@ class JobRunner:
             )  # fmt: skip
         finally:
             if sandbox is not None:
-                shutil.rmtree(sandbox, ignore_errors=True)
+                place.done()
         if recovered is not None and recovered.success:
             self.results.record(DatumResult(datum, DATUM_RECOVERED, reason=last.failure_reason()))
             return

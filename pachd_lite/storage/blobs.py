@@ -23,8 +23,6 @@ from pathlib import Path
 READ_CHUNK = 4 * 1024 * 1024
 PARALLEL_HASH_MIN = 1024 * 1024
 _HASH_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="blob-hash")
-# creating many small files waits on the filesystem's journal more than on the CPU: overlap them
-_WRITE_SMALL_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-small")
 _UNLINK_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-unlink")
 EMPTY_HASH = hashlib.blake2b(b"", digest_size=32).hexdigest()
 # A blob stored or deduplicated this recently is never collected even if nothing refers to it yet:
@@ -138,9 +136,9 @@ class BlobStore:
         for data, digest in zip(datas, digests, strict=True):
             if digest not in todo and not self._pin_if_stored(digest):
                 todo[digest] = data
-        staged: dict[str, Path] = dict(
-            zip(todo, _WRITE_SMALL_POOL.map(self._write_tmp, todo.values()), strict=True)
-        )
+        # One after the other: creating files in one folder is serialised by the kernel anyway
+        # (the folder's lock), so threads only added CPU spinning on that lock.
+        staged = {digest: self._write_tmp(data) for digest, data in todo.items()}
         if staged:
             _sync_filesystem(self.tmp_dir)  # complete on disk before they are named
         for digest, tmp in staged.items():
