@@ -5,10 +5,11 @@ the folders after each datum and making them again costs inodes: on ext4 without
 (``recently_deleted`` in ialloc.c) every new inode is looked for past the inodes deleted in the
 last seconds, so a job of many short datums makes each file or folder it creates slower, and
 the job's datum meta at the end slowest of all. Emptying keeps the three folders (their inodes)
-and removes everything else, also the input folders (``/pfs/<input>``), which differ per datum.
+and removes everything else; an input folder (``/pfs/<input>``) is kept, emptied, only for a next
+datum that has that input (placement fills it again), so no datum sees another's input names.
 
-A folder is reused only if user code left it as it was made (a real folder with the same mode
-and owner) and emptying left nothing behind; otherwise the sandbox is removed and made anew.
+A folder is reused only if user code left it as it was made or placed (a real folder with the
+same inode, mode and owner) and emptying left nothing behind; otherwise the sandbox is removed and made anew.
 """
 
 from __future__ import annotations
@@ -39,32 +40,44 @@ class DatumSandbox:
         self.path = path
         self._prepare = prepare  # makes <path>/pfs/out (and hands it to the run-as user)
         self._made: tuple | None = None  # the skeleton's identities when made
+        self._inputs: dict[str, tuple | None] = {}  # /pfs/<input> folders as placement left them
 
-    def fresh(self) -> Path:
-        """The sandbox, holding only ``pfs/out``."""
-        if not self._reusable():
+    def placed(self, names: set[str]) -> None:
+        """The datum's inputs are placed: remember their folders (kept for a next datum's same input)."""
+        self._inputs = {name: _identity(self.path / "pfs" / name) for name in names}
+
+    def fresh(self, inputs: set[str] = frozenset()) -> Path:
+        """The sandbox, holding only ``pfs/out`` and empty folders of ``inputs`` (the datum's
+        input names) kept from the datum before."""
+        if not self._reusable(inputs):
             shutil.rmtree(self.path, ignore_errors=True)
             self._prepare(self.path)
             self._made = self._skeleton()
+        self._inputs = {}
         return self.path
 
     def done(self) -> None:
         """Empty the sandbox for the next datum (or remove it, see module docstring)."""
-        if not self._reusable():
+        if not self._reusable(set(self._inputs)):
             shutil.rmtree(self.path, ignore_errors=True)
             self._made = None
 
-    def _reusable(self) -> bool:
-        return self._made is not None and self._skeleton() == self._made and self._empty()
+    def _reusable(self, inputs: set[str]) -> bool:
+        if self._made is None or self._skeleton() != self._made:
+            return False
+        keep = {n for n in inputs if n != "out" and self._inputs.get(n) is not None}
+        keep = {n for n in keep if _identity(self.path / "pfs" / n) == self._inputs[n]}
+        self._inputs = {n: self._inputs[n] for n in keep}
+        return self._empty(keep)
 
     def _skeleton(self) -> tuple:
         return tuple(_identity(self.path / rel) for rel in _SKELETON)
 
-    def _empty(self) -> bool:
-        """Remove all but the skeleton; True if only the skeleton is left."""
-        for rel in _SKELETON:
+    def _empty(self, inputs: set[str]) -> bool:
+        """Remove all but the skeleton and the (emptied) ``inputs`` folders; True if only they are left."""
+        for rel in (*_SKELETON, *(f"pfs/{n}" for n in inputs)):
             folder = self.path / rel
-            keep = {"pfs"} if rel == "" else ({"out"} if rel == "pfs" else set())
+            keep = {"pfs"} if rel == "" else ({"out", *inputs} if rel == "pfs" else set())
             try:
                 names = os.listdir(folder)
             except OSError:
@@ -80,10 +93,9 @@ class DatumSandbox:
                         os.unlink(child)
                     except OSError:
                         return False
+        left = {"": ["pfs"], "pfs": sorted({"out", *inputs}), "pfs/out": []}
+        left.update({f"pfs/{n}": [] for n in inputs})
         try:
-            return all(sorted(os.listdir(self.path / rel)) == want for rel, want in _LEFT.items())
+            return all(sorted(os.listdir(self.path / rel)) == want for rel, want in left.items())
         except OSError:
             return False
-
-
-_LEFT = {"": ["pfs"], "pfs": ["out"], "pfs/out": []}

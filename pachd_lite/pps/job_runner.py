@@ -346,8 +346,10 @@ class JobRunner:
         place = self._worker_sandbox(index)
         try:
             for _ in range(tries):
-                sandbox = place.fresh()
+                names = {inp.name for inp in datum.inputs}
+                sandbox = place.fresh(names)
                 resolver.place(datum, sandbox / "pfs")
+                place.placed(names)
                 with self.s.running.attempt(self.worker_log.key, datum, self.cancel) as cancel:
                     result = datum_log.run_user_code(
                         run_transform, spec.transform, sandbox, {**env, **datum_env(datum)},

@@ -56,3 +56,18 @@ def test_out_replaced_by_a_symlink_is_made_anew(tmp_path: Path) -> None:
     assert (again / "pfs" / "out").is_dir() and not (again / "pfs" / "out").is_symlink()
     assert _tree(again) == ["pfs", "pfs/out"]
     assert (elsewhere / "keep").read_text() == "k"  # nothing outside the sandbox is touched
+
+
+def test_an_input_folder_is_kept_only_for_a_datum_with_that_input(tmp_path: Path) -> None:
+    box = DatumSandbox(tmp_path / "w0", _prepare)
+    path = box.fresh({"a"})
+    (path / "pfs" / "a").mkdir()
+    (path / "pfs" / "a" / "f").write_text("1")
+    box.placed({"a"})
+    inode = os.stat(path / "pfs" / "a").st_ino
+    box.done()
+    assert _tree(box.fresh({"a"})) == ["pfs", "pfs/a", "pfs/out"]  # emptied, placement fills it
+    assert os.stat(path / "pfs" / "a").st_ino == inode
+    box.placed({"a"})
+    box.done()
+    assert _tree(box.fresh({"b"})) == ["pfs", "pfs/out"]  # another datum never sees /pfs/a
