@@ -12,6 +12,7 @@ from pachd_lite.pfs import garbage, graph, layers
 from pachd_lite.pfs.commits import WAIT_SLICE, commit_info, resolve_commit
 from pachd_lite.pfs.model import CommitInfo, CommitRef, PfsContext
 from pachd_lite.pfs.names import one_commit_set
+from pachd_lite.storage import db
 
 
 @contextlib.contextmanager
@@ -157,13 +158,7 @@ def drop_commit_set(ctx: PfsContext, commit_set: str, squash: bool = False) -> N
             conn.execute("DELETE FROM commits WHERE id = ?", (row["id"],))
         garbage.note_garbage(conn)
         # the jobs of this commit set go with their output commits, as in pachd
-        for table, column in (
-            ("jobs", "id"),
-            ("datums", "job_id"),
-            ("datum_outputs", "job_id"),
-            ("logs", "job_id"),
-        ):
-            conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (commit_set,))
+        db.delete_jobs(conn, job_id=commit_set)
 
 
 def walk_commits(

@@ -6,6 +6,7 @@ import logging
 
 from pachd_lite.pfs import garbage
 from pachd_lite.pfs.model import PfsContext
+from pachd_lite.storage import db
 
 log = logging.getLogger("pachd_lite.pfs")
 
@@ -53,13 +54,7 @@ def drop_interrupted_one_off_writes(ctx: PfsContext) -> list[str]:
                     (m["id"], m["id"]),
                 )
                 conn.execute("DELETE FROM commits WHERE id = ?", (m["id"],))
-            for table, column in (
-                ("jobs", "id"),
-                ("datums", "job_id"),
-                ("datum_outputs", "job_id"),
-                ("logs", "job_id"),
-            ):
-                conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (commit_set,))
+            db.delete_jobs(conn, job_id=commit_set)
             dropped.append(commit_set)
             garbage.note_garbage(conn)
     for commit_set in dropped:

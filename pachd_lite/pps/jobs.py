@@ -16,6 +16,7 @@ from pachyderm_sdk.api import pps
 from pachd_lite.errors import NotFound
 from pachd_lite.pfs import commits
 from pachd_lite.pfs.model import META, USER, CommitRef, PfsContext
+from pachd_lite.storage import db
 
 CREATED = int(pps.JobState.JOB_CREATED)
 STARTING = int(pps.JobState.JOB_STARTING)
@@ -224,15 +225,7 @@ def delete_job(ctx: PfsContext, project: str, pipeline: str, job_id: str) -> Non
             not job.terminal
         ):  # as pachd: stop it (KILLED, output commit finished with the reason), then delete
             end_job(ctx, conn, job, KILLED, "job deleted")
-        for table in ("datums", "datum_outputs", "logs"):
-            conn.execute(
-                f"DELETE FROM {table} WHERE project = ? AND pipeline = ? AND job_id = ?",
-                (job.project, job.pipeline, job.id),
-            )
-        conn.execute(
-            "DELETE FROM jobs WHERE project = ? AND pipeline = ? AND id = ?",
-            (job.project, job.pipeline, job.id),
-        )
+        db.delete_jobs(conn, project=job.project, pipeline=job.pipeline, job_id=job.id)
 
 
 def get_job(ctx: PfsContext, project: str, pipeline: str, job_id: str) -> JobRecord:

@@ -33,6 +33,7 @@ from pachd_lite.pps.spec import (
     secret_refs,
     validate_request,
 )
+from pachd_lite.storage import db
 
 PIPELINE_STARTING = int(pps.PipelineState.PIPELINE_STARTING)
 PIPELINE_RUNNING = int(pps.PipelineState.PIPELINE_RUNNING)
@@ -287,11 +288,7 @@ def delete_pipeline(
                     f"cannot delete pipeline {record}: {names} read(s) its output (delete them first or use force)"
                 )
         jobs.kill_unfinished(ctx, conn, record.project, record.name, "pipeline deleted")
-        for table in ("jobs", "datums", "datum_outputs", "logs"):
-            col = "pipeline"
-            conn.execute(
-                f"DELETE FROM {table} WHERE project = ? AND {col} = ?", (record.project, record.name)
-            )
+        db.delete_jobs(conn, project=record.project, pipeline=record.name)
         conn.execute("DELETE FROM pipelines WHERE project = ? AND name = ?", (record.project, record.name))
         for ref in (record.spec_repo, record.meta_repo):
             row = repos.find_repo(conn, ref)

@@ -177,6 +177,29 @@ CREATE TABLE IF NOT EXISTS secrets (
 """
 
 
+# Tables whose rows belong to one job (columns project, pipeline, job_id): they go with the job.
+JOB_TABLES = ("datums", "datum_outputs", "logs", "log_data")
+
+
+def delete_jobs(
+    conn: sqlite3.Connection,
+    *,
+    project: str | None = None,
+    pipeline: str | None = None,
+    job_id: str | None = None,
+) -> None:
+    """Delete the jobs matching the given columns (at least one) and every row that belongs to them."""
+    given = {"project": project, "pipeline": pipeline, "job_id": job_id}
+    given = {column: value for column, value in given.items() if value is not None}
+    if not given:
+        raise ValueError("delete_jobs: give project, pipeline or job_id")
+    args = tuple(given.values())
+    for table in JOB_TABLES:
+        conn.execute(f"DELETE FROM {table} WHERE " + " AND ".join(f"{c} = ?" for c in given), args)
+    job_columns = ("id" if c == "job_id" else c for c in given)
+    conn.execute("DELETE FROM jobs WHERE " + " AND ".join(f"{c} = ?" for c in job_columns), args)
+
+
 class Database:
     """The metadata store. ``tx()`` for writes, ``read()`` for consistent reads."""
 
