@@ -20,6 +20,7 @@ from pathlib import Path
 
 MB = 2**20
 DATABASE = "metadata database"
+SMALL_BLOBS = "small blobs (datum meta)"
 STAGING = "upload staging (tmp/)"
 GARBAGE = "unreferenced blobs (not collected yet)"
 OTHER = "other"
@@ -81,6 +82,8 @@ def disk_breakdown(root: Path) -> dict[str, float]:
             key = STAGING
         elif parts[0].startswith("pachd.sqlite"):
             key = DATABASE
+        elif parts[0].startswith("small-blobs.sqlite"):
+            key = SMALL_BLOBS
         else:
             key = OTHER
         sizes[key] = sizes.get(key, 0) + st.st_blocks * 512

@@ -152,6 +152,7 @@ class PachdLite:
         self.server.stop(grace).wait()
         self.collector.stop()
         self.ctx.db.close()
+        self.ctx.blobs.close()
         log.info("pachd-lite stopped")
         self._undo_log_redaction()
 

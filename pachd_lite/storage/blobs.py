@@ -16,9 +16,11 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from pachd_lite.storage.small_blobs import SMALL_BLOB_MAX, SmallBlobs
 
 READ_CHUNK = 4 * 1024 * 1024
 PARALLEL_HASH_MIN = 1024 * 1024
@@ -98,7 +100,8 @@ class BlobWriter:
 
 
 class BlobStore:
-    """Blobs under ``root/blobs/ab/<hash>``; temporary files under ``root/tmp``."""
+    """Blobs under ``root/blobs/ab/<hash>``, small ones of :meth:`put_small_many` in
+    ``root/small-blobs.sqlite``; temporary files under ``root/tmp``."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -111,13 +114,19 @@ class BlobStore:
         # Leftovers of uploads interrupted by a crash are garbage.
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._small = SmallBlobs(root / "small-blobs.sqlite")
         self.put_bytes(b"")
 
+    def close(self) -> None:
+        self._small.close()
+
     def path(self, digest: str) -> Path:
+        """Where a blob stored as a file lives (small blobs have no path: read them with
+        :meth:`read_chunks`)."""
         return self.blob_dir / digest[:2] / digest
 
     def exists(self, digest: str) -> bool:
-        return self.path(digest).exists()
+        return digest in self._small or self.path(digest).exists()
 
     def writer(self) -> BlobWriter:
         return BlobWriter(self)
@@ -128,17 +137,25 @@ class BlobStore:
         return writer.commit()
 
     def put_small_many(self, datas: list[bytes]) -> list[str]:
-        """Store many small blobs with one filesystem sync instead of one fsync each (the datum meta
-        of a big job); each is pinned as by :meth:`put_bytes` until released. Content already
-        stored is not written again."""
+        """Store many small blobs at once (the datum meta of a big job): those up to
+        SMALL_BLOB_MAX bytes as rows of one table in one transaction, larger ones as files with
+        one filesystem sync. Each is pinned as by :meth:`put_bytes` until released. Content
+        already stored is not written again."""
         digests = [new_hasher_of(data) for data in datas]
-        todo: dict[str, bytes] = {}
+        rows: dict[str, bytes] = {}
+        files: dict[str, bytes] = {}
         for data, digest in zip(datas, digests, strict=True):
-            if digest not in todo and not self._pin_if_stored(digest):
-                todo[digest] = data
+            if digest in rows or digest in files or self._pin_if_stored(digest):
+                continue
+            (rows if len(data) <= SMALL_BLOB_MAX else files)[digest] = data
+        if rows:
+            with self._lock:  # pinned before a collection can see them unreferenced
+                for digest in rows:
+                    self._pin(digest)
+            self._small.put_many(rows)
         # One after the other: creating files in one folder is serialised by the kernel anyway
         # (the folder's lock), so threads only added CPU spinning on that lock.
-        staged = {digest: self._write_tmp(data) for digest, data in todo.items()}
+        staged = {digest: self._write_tmp(data) for digest, data in files.items()}
         if staged:
             _sync_filesystem(self.tmp_dir)  # complete on disk before they are named
         for digest, tmp in staged.items():
@@ -159,7 +176,7 @@ class BlobStore:
 
     def _pin_if_stored(self, digest: str) -> bool:
         with self._lock:
-            if not self.path(digest).exists():
+            if not self.exists(digest):
                 return False
             self._pin(digest)
             return True
@@ -243,8 +260,13 @@ class BlobStore:
             raise
 
     def materialise(self, digest: str, dest: Path) -> None:
-        """Place the blob at ``dest`` by hard link (copy if linking fails)."""
+        """Place the blob at ``dest`` by hard link (copy if linking fails; written for a small blob)."""
         dest.parent.mkdir(parents=True, exist_ok=True)
+        small = self._small.get(digest)
+        if small is not None:
+            dest.write_bytes(small)
+            os.chmod(dest, 0o444)  # read-only, as a hard-linked blob is
+            return
         try:
             os.link(self.path(digest), dest)
         except OSError:
@@ -266,16 +288,9 @@ class BlobStore:
             if not names:
                 continue
             with self._lock:
-                now = time.monotonic()
+                names, pinned = self._unpinned(names, read_at)
+                kept += pinned
                 for name in names:
-                    pin = self._pins.get(name)
-                    if pin is not None:
-                        if (pin[0] and now - pin[1] < PIN_GRACE) or (
-                            read_at is not None and pin[1] >= read_at
-                        ):
-                            kept += 1
-                            continue
-                        del self._pins[name]
                     blob = sub / name
                     try:
                         freed += blob.stat().st_size
@@ -283,6 +298,11 @@ class BlobStore:
                         removed += 1
                     except OSError:
                         pass
+        with self._lock:
+            names, pinned = self._unpinned(self._small.digests() - referenced, read_at)
+            kept += pinned
+            freed += self._small.delete(names)
+            removed += len(names)
         with self._lock:  # forget pins whose references the set already shows
             now = time.monotonic()
             for name in [n for n, p in self._pins.items() if not p[0] or now - p[1] >= PIN_GRACE]:
@@ -290,7 +310,27 @@ class BlobStore:
                     del self._pins[name]
         return removed, freed, kept
 
+    def _unpinned(self, names: Iterable[str], read_at: float | None) -> tuple[list[str], int]:
+        """Of unreferenced ``names``, those a collection may delete, and how many pins keep;
+        caller holds the lock."""
+        now = time.monotonic()
+        free, kept = [], 0
+        for name in names:
+            pin = self._pins.get(name)
+            if pin is not None:
+                if (pin[0] and now - pin[1] < PIN_GRACE) or (read_at is not None and pin[1] >= read_at):
+                    kept += 1
+                    continue
+                del self._pins[name]
+            free.append(name)
+        return free, kept
+
     def read_chunks(self, digest: str, offset: int = 0, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
+        small = self._small.get(digest)
+        if small is not None:
+            for start in range(offset, len(small), chunk_size):
+                yield small[start : start + chunk_size]
+            return
         with open(self.path(digest), "rb") as fh:
             if offset:
                 fh.seek(offset)
