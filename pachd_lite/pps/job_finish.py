@@ -26,16 +26,17 @@ from pachd_lite.pps import datum_meta, jobs
 
 def finish_job(
     ctx: PfsContext, job: jobs.JobRecord, input_files: datum_meta.InputFiles, failure: str = ""
-) -> str:
+) -> str | None:
     """Write the job's output and meta commits and end it; ``failure``: the reason a datum failed.
 
-    Returns the job's reason ("" on success); nothing happens if the job ended meanwhile."""
+    Returns the job's reason ("" on success), or None when the job had already ended (killed or
+    deleted meanwhile): then nothing is written."""
     key = (job.project, job.pipeline, job.id)
     if not failure:
         with ctx.db.tx() as conn:
             current = jobs.find_job(conn, *key)
             if current is None or current.terminal:
-                return ""
+                return None
             jobs.set_state(conn, current, jobs.FINISHING)
             _mark_finishing(conn, current)
     with ctx.db.read() as conn:
@@ -51,7 +52,7 @@ def finish_job(
         with ctx.db.tx() as conn:
             current = jobs.find_job(conn, *key)
             if current is None or current.terminal:
-                return ""
+                return None
             out_row = jobs.output_commit_row(conn, current)
             meta_row = jobs.meta_commit_row(conn, current)
             if out_row is not None and out_row["finished"] is None and not error:

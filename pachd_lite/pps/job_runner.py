@@ -209,6 +209,8 @@ class JobRunner:
         failure = f"datum {first[0].id} failed: {first[1]}".rstrip() if first else ""
         self.s.logs.flush()
         reason = finish_job(self.ctx, self.job, InputFiles(inputs, snaps), failure)
+        if reason is None:  # killed or deleted after its last datum
+            raise JobStopped
         self.master_log(reason or "job succeeded")
 
     def _compute_datums(self, record: PipelineRecord, inputs, snaps) -> list[Datum]:
