@@ -187,6 +187,16 @@ def check_mlflow_reachable(uri: str, timeout: float) -> None:
         raise ServiceUnreachable(f"MLflow at {uri} is not reachable ({reason})") from None
 
 
+def failure_line(command: str, err: BaseException, args: argparse.Namespace) -> str:
+    """What ``pachflow <command>`` prints for ``err`` instead of a traceback: our own errors and
+    bad values as they are, a service's answer naming the service; anything else is re-raised."""
+    from pachflow.exceptions import PachflowError
+
+    if isinstance(err, PachflowError | ValueError | ConnectionError):
+        return f"pachflow {command}: {err}"
+    return f"pachflow {command}: {describe_error(err, args)}"
+
+
 def describe_error(err: BaseException, args: argparse.Namespace) -> str:
     """One line naming the service that failed (MLflow or pachd) and its answer."""
     import grpc

@@ -39,7 +39,6 @@ def parse_commit(text: str) -> tuple[str | None, str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pachflow.exceptions import PachflowError
     from pachflow.lineage import lineage_for_commit, lineage_for_run, render_tree
 
     args = build_parser().parse_args(argv)
@@ -65,11 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                 train_repo=args.train_repo,
                 model_name=args.model_name,
             )
-    except (PachflowError, ValueError, ConnectionError) as err:
-        print(f"pachflow lineage: {err}", file=sys.stderr)
-        return 1
-    except Exception as err:  # MLflow or pachd answered with an error: say which, without a traceback
-        print(f"pachflow lineage: {cli_clients.describe_error(err, args)}", file=sys.stderr)
+    except Exception as err:  # a bad value, or a service answered with an error: one line, no traceback
+        print(cli_clients.failure_line("lineage", err, args), file=sys.stderr)
         return 1
     notes = [_rejected_rows(mlflow_client, r) for r in records]
     if args.json:

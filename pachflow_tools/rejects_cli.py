@@ -29,7 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pachflow.exceptions import PachflowError
     from pachflow.rejects import describe, read_rejects
 
     args = build_parser().parse_args(argv)
@@ -40,11 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         client, project, _ = cli_clients.pachyderm(args)
         commit_id = cli_clients.resolve_commit(client, project, repo, ref, args)
         report = read_rejects(client, project, repo, commit_id, args.dir)
-    except (PachflowError, ValueError, ConnectionError) as err:
-        print(f"pachflow rejects: {err}", file=sys.stderr)
-        return 1
-    except Exception as err:  # pachd answered with an error: say which, without a traceback
-        print(f"pachflow rejects: {cli_clients.describe_error(err, args)}", file=sys.stderr)
+    except Exception as err:  # a bad value, or a service answered with an error: one line, no traceback
+        print(cli_clients.failure_line("rejects", err, args), file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, sort_keys=True))

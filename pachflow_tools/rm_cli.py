@@ -40,7 +40,7 @@ def parse_target(text: str) -> tuple[str | None, str, str, str]:
 def main(argv: list[str] | None = None) -> int:
     from pachyderm_sdk.api import pfs
 
-    from pachflow.exceptions import PachflowError, PachydermNotFound
+    from pachflow.exceptions import PachydermNotFound
     from pachflow.waiting import require_repo
 
     args = build_parser().parse_args(argv)
@@ -69,11 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             client.pfs.finish_commit(commit=commit, error="pachflow rm failed")
             raise
         client.pfs.finish_commit(commit=commit)
-    except (PachflowError, ValueError, ConnectionError) as err:
-        print(f"pachflow rm: {err}", file=sys.stderr)
-        return 1
-    except Exception as err:  # pachd answered with an error: say which, without a traceback
-        print(f"pachflow rm: {cli_clients.describe_error(err, args)}", file=sys.stderr)
+    except Exception as err:  # a bad value, or a service answered with an error: one line, no traceback
+        print(cli_clients.failure_line("rm", err, args), file=sys.stderr)
         return 1
     print(f"removed {len(targets)} file(s) from {project}/{repo}@{branch} in commit {commit.id}")
     return 0

@@ -40,7 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pachflow.exceptions import PachflowError
     from pachflow.rollback import apply_rollback, dry_run_result, plan_rollback
 
     args = build_parser().parse_args(argv)
@@ -73,11 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             result = dry_run_result(plan)
         else:
             result = apply_rollback(plan, mlflow_client, client, reason="pachflow rollback (CLI)")
-    except (PachflowError, ValueError, ConnectionError) as err:
-        print(f"pachflow rollback: {err}", file=sys.stderr)
-        return 1
-    except Exception as err:  # MLflow or pachd answered with an error: say which, without a traceback
-        print(f"pachflow rollback: {cli_clients.describe_error(err, args)}", file=sys.stderr)
+    except Exception as err:  # a bad value, or a service answered with an error: one line, no traceback
+        print(cli_clients.failure_line("rollback", err, args), file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True, default=str))
