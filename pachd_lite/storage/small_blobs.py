@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # Larger content is stored as a file: hard links into sandboxes then cost no copy.
@@ -38,18 +39,24 @@ class SmallBlobs:
     def __contains__(self, digest: str) -> bool:
         return digest in self._known
 
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; the caller holds the lock."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
     def put_many(self, items: dict[str, bytes]) -> None:
         """Store ``digest -> data`` in one transaction (content already stored is left as it is)."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(
+            with self._transaction() as conn:
+                conn.executemany(
                     "INSERT OR IGNORE INTO small_blobs (digest, data) VALUES (?, ?)", items.items()
                 )
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
             self._known.update(items)
 
     def get(self, digest: str) -> bytes | None:
@@ -68,20 +75,14 @@ class SmallBlobs:
         names = [d for d in digests if d in self._known]
         if not names:
             return 0
+        freed = 0
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                freed = 0
+            with self._transaction() as conn:
                 for digest in names:
-                    row = self._conn.execute(
-                        "SELECT length(data) FROM small_blobs WHERE digest = ?", (digest,)
-                    ).fetchone()
-                    freed += row[0] if row else 0
-                    self._conn.execute("DELETE FROM small_blobs WHERE digest = ?", (digest,))
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                    deleted = conn.execute(
+                        "DELETE FROM small_blobs WHERE digest = ? RETURNING length(data)", (digest,)
+                    ).fetchall()
+                    freed += sum(size for (size,) in deleted)
             self._known.difference_update(names)
         return freed
 
