@@ -12,6 +12,7 @@ import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import betterproto
 import grpc
@@ -621,6 +622,18 @@ def _wait_for(condition, what: str, seconds: float = 30) -> None:
         time.sleep(0.05)
 
 
+def _restart_sleeping_datum_a(client, pipeline: str, commit: pfs.Commit, marker: Path):
+    """Once datum /a's first try has started (it touches ``marker``, then sleeps 60 s), restart it;
+    the job must end well before that sleep would: the try was interrupted, not waited for."""
+    job_ref = pps.Job(pipeline=pps.Pipeline(name=pipeline), id=commit.id)
+    _wait_for(marker.exists, "the first try of /a to start")
+    started = time.monotonic()
+    client.pps.restart_datum(job=job_ref, data_filters=["/a"])
+    info = job(client, pipeline, commit.id)
+    assert time.monotonic() - started < 30
+    return job_ref, info
+
+
 def test_get_logs_follow_yields_the_workers_lines_of_a_silent_job(pachd_server, pachd_client):
     """src/server/worker/pipeline/transform/worker.go (processDatumSetTask: logger.LogStep "process
     datum set task"; forEachDatum: logger.WithData per datum), src/server/worker/driver/driver.go
@@ -690,12 +703,7 @@ def test_restart_datum_cancels_the_running_try_and_the_datum_is_retried(pachd_cl
         pachd_client, name, {"pfs": {"repo": data, "glob": "/*"}}, ["sh", "-c", script], datumTries=tries
     )
     commit = put(pachd_client, data, {"/a": b"a"})
-    job_ref = pps.Job(pipeline=pps.Pipeline(name=name), id=commit.id)
-    _wait_for(marker.exists, "the first try to start")
-    started = time.monotonic()
-    pachd_client.pps.restart_datum(job=job_ref, data_filters=["/a"])
-    info = job(pachd_client, name, commit.id)
-    assert time.monotonic() - started < 30  # interrupted, not waited for (the first try sleeps 60s)
+    job_ref, info = _restart_sleeping_datum_a(pachd_client, name, commit, marker)
     assert info.state == state, info.reason
     (datum,) = pachd_client.pps.list_datum(job=job_ref)
     worker = [m.message for m in pachd_client.pps.get_logs(job=job_ref, datum=datum.datum) if not m.user]
@@ -996,12 +1004,7 @@ def test_restart_datum_interrupts_a_batched_datum(pachd_client, tmp_path):
         transform={"cmd": [PY, "-c", code], "datumBatching": True}, datumTries=2,
     )  # fmt: skip
     commit = put(pachd_client, data, {"/a": b"a", "/b": b"b"})
-    job_ref = pps.Job(pipeline=pps.Pipeline(name=name), id=commit.id)
-    _wait_for(marker.exists, "the first try of /a to start")
-    started = time.monotonic()
-    pachd_client.pps.restart_datum(job=job_ref, data_filters=["/a"])
-    info = job(pachd_client, name, commit.id)
-    assert time.monotonic() - started < 30  # interrupted, not waited for (the first try sleeps 60s)
+    job_ref, info = _restart_sleeping_datum_a(pachd_client, name, commit, marker)
     assert info.state == pps.JobState.JOB_SUCCESS, info.reason
     assert {d.state for d in pachd_client.pps.list_datum(job=job_ref)} == {pps.DatumState.SUCCESS}
     assert read(pachd_client, f"{name}@master:/a") == b"a" and read(pachd_client, f"{name}@master:/b") == b"b"
