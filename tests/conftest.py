@@ -41,6 +41,7 @@ pytest_plugins = [
     "tests.fixtures.mlflow_server",
     "tests.fixtures.spark",
     "tests.fixtures.airflow",
+    "tests.fixtures.chromium",
 ]
 
 

@@ -24,7 +24,7 @@ from pachflow_tools.local.airflow_env import airflow_environment, connections
 from pachflow_tools.local.airflow_ui_env import executor_parallelism, ui_environment
 from pachflow_tools.local.ports import find_free_port
 from pachflow_tools.local.settings import LocalSettings
-from tests.local.browser import HeadlessChromium, chromium_or_skip
+from tests.local.browser import HeadlessChromium
 from tests.local.conftest import LocalCli
 
 # What a user has in their shell; ALL_ADMINS also spares the browser a login.
@@ -155,11 +155,6 @@ def test_users_settings_reach_every_process_and_only_loopback_listens(ui_stack):
     # ALL_ADMINS reached the api-server: the API answers without a login.
     with urllib.request.urlopen(f"{ui_stack.url}/auth/token", timeout=30) as answer:
         assert json.load(answer)["access_token"]
-
-
-@pytest.fixture(scope="module")
-def chromium() -> tuple[str, str]:
-    return chromium_or_skip()
 
 
 @pytest.mark.timeout(600)

@@ -25,7 +25,6 @@ import pytest
 from tests.local.browser import (
     AirflowApiServer,
     HeadlessChromium,
-    chromium_or_skip,
 )
 
 LINK_NAME = "MLflow run"
@@ -52,11 +51,6 @@ class RecordRunOperator(BaseOperator):
 with DAG("browser_link_check", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
     RecordRunOperator(task_id="train")
 '''
-
-
-@pytest.fixture(scope="module")
-def chromium() -> tuple[str, str]:
-    return chromium_or_skip()
 
 
 def _airflow_env(airflow_home: Path, dags_folder: Path) -> dict[str, str]:

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 
 from pachflow.contract import node_id
 from pachflow.lineage import lineage_for_run
-from tests.local.browser import HeadlessChromium, chromium_or_skip
+from tests.local.browser import HeadlessChromium
 from tests.ui.lineage_tab import frame_text
 
 pytestmark = pytest.mark.timeout(600)
@@ -160,11 +160,6 @@ def test_dag_run_tab_draws_every_node_offline(api_server, recorded, mlflow_serve
         assert f"href='{run_url}'" in html
         assert "<script" not in html and not re.search(r"(src|href)=['\"]https?://(?!127\.0\.0\.1)", html)
         assert "Roll back to this" in html and "@production" in html
-
-
-@pytest.fixture(scope="module")
-def chromium() -> tuple[str, str]:
-    return chromium_or_skip()
 
 
 def test_lineage_tab_of_a_dag_run_in_the_airflow_ui(chromium, api_server, recorded, tmp_path):
