@@ -261,19 +261,16 @@ def subscribe_jobs(
     """Each job of the pipeline once, oldest first, while ``alive()``: the unfinished ones now, then
     every job created later (pachd's SubscribeJob watches the unfinished jobs and skips a job it
     has sent). A later job is sent in its state when first seen, which may already be terminal."""
-    seen: set[str] = set()
-    newest = -1  # highest seq at subscribe time: older jobs count only if unfinished then
+    seen: set[str] = set()  # every job present at subscribe time, and every job sent since
     first = True
     while alive():
         version = ctx.db.version
         for job in sorted(list_jobs(ctx, project, pipeline), key=lambda j: j.seq):
-            if first:
-                newest = max(newest, job.seq)
-                if job.terminal:
-                    continue
-            elif job.id in seen or job.seq <= newest:
+            if job.id in seen:
                 continue
             seen.add(job.id)
+            if first and job.terminal:
+                continue
             yield job
         first = False
         ctx.db.wait_for_change(version, 1.0)
