@@ -29,7 +29,6 @@ log = logging.getLogger("pachd_lite.triggers")
 
 SI_UNITS = {"k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4, "p": 1000**5}
 POLL = 1.0  # seconds between looks for new or changed cron triggers
-CATCH_UP_LIMIT = 100_000  # ticks skipped at most when a cron trigger is behind
 
 
 @dataclass(frozen=True)
@@ -221,6 +220,7 @@ class CronTriggers:
     def __init__(self, ctx: PfsContext) -> None:
         self.ctx = ctx
         self._clocks: dict[int, _Clock] = {}
+        self._failing: set[int] = set()  # branches whose last fire failed (logged once)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cron-triggers", daemon=True)
 
@@ -262,21 +262,18 @@ class CronTriggers:
                     continue
                 clock = self._clocks[row["id"]] = _Clock(trigger.cron_spec, schedule, row["started"] or now)
             due = clock.schedule.next(clock.prev)
-            skipped = 0
-            while due is not None and skipped < CATCH_UP_LIMIT:
-                after = clock.schedule.next(due)
-                if after is None or after > now:
-                    break
-                due, skipped = after, skipped + 1
-            if due is None:
-                continue
-            if due <= now and self._fire(row["id"], trigger):
-                clock.prev = due
-                due = clock.schedule.next(due)
+            if due is not None and due <= now:
+                if not self._fire(row["id"], trigger):
+                    wait = min(wait, POLL)  # retried at the next look, not in a busy loop
+                    continue
+                # The next tick follows now, not the tick that was due: missed ticks fire once.
+                clock.prev = now
+                due = clock.schedule.next(now)
             if due is not None:
                 wait = min(wait, due - now)
         for gone in set(self._clocks) - live:
             del self._clocks[gone]
+        self._failing &= live
         return wait
 
     def _fire(self, branch_id: int, trigger: Trigger) -> bool:
@@ -288,9 +285,14 @@ class CronTriggers:
                 "SELECT * FROM branches WHERE repo_id = ? AND name = ?", (branch["repo_id"], trigger.branch)
             ).fetchone()
             if source is None or source["head_id"] is None:
-                log.warning(
-                    "cron trigger of branch %s: source branch %s not found", branch["name"], trigger.branch
-                )
+                if branch_id not in self._failing:  # once, not at every retry
+                    log.warning(
+                        "cron trigger of branch %s: source branch %s not found",
+                        branch["name"],
+                        trigger.branch,
+                    )
+                self._failing.add(branch_id)
                 return False
             _move_heads(self.ctx, conn, {branch_id: source["head_id"]})
+            self._failing.discard(branch_id)
             return True
