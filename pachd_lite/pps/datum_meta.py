@@ -30,7 +30,7 @@ from pachyderm_sdk.api import pps
 from pachd_lite.errors import NotFound
 from pachd_lite.pfs.layers import Entry
 from pachd_lite.pfs.model import PfsContext
-from pachd_lite.pps import jobs
+from pachd_lite.pps import datum_records, jobs
 
 _STATE = {int(pps.DatumState.FAILED): "FAILED", int(pps.DatumState.RECOVERED): "RECOVERED"}
 
@@ -73,11 +73,12 @@ def _file_info(inp: dict) -> dict:
     return info
 
 
-def meta_json(project: str, pipeline: str, row: sqlite3.Row) -> bytes:
-    """pachd's ``datum.Meta`` for one datum record, as protojson (camelCase, zero values left out)."""
+def meta_json(project: str, pipeline: str, row: sqlite3.Row, datum_inputs: list[dict]) -> bytes:
+    """pachd's ``datum.Meta`` for one datum record (its ``inputs`` column parsed), as protojson
+    (camelCase, zero values left out)."""
     job = {"pipeline": {"project": _project(project), "name": pipeline}, "id": row["origin_job"]}
     inputs = []
-    for inp in json.loads(row["inputs"]):
+    for inp in datum_inputs:
         item = {"fileInfo": _file_info(inp), "name": inp["name"], "branch": inp.get("branch", "")}
         inputs.append({k: v for k, v in item.items() if v})
     meta: dict = {"job": job, "inputs": inputs, "hash": row["hash"]}
@@ -96,25 +97,23 @@ def build(
 ) -> tuple[list[Entry], list[str]]:
     """The meta commit's entries for ``job`` and the blobs written for them (pinned: release them
     once the commit refers to them)."""
-    with ctx.db.read() as conn:
-        rows = conn.execute(
-            "SELECT datum_id, hash, state, origin_job, reason, inputs FROM datums "
-            "WHERE project = ? AND pipeline = ? AND job_id = ? ORDER BY datum_id",
-            (job.project, job.pipeline, job.id),
-        ).fetchall()
+    rows = datum_records.job_datums(ctx, job)
     outputs: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
     for path, blob, size, datum_id in output_rows:
         outputs[datum_id].append((path, blob, size))
-    payloads = [meta_json(job.project, job.pipeline, r) for r in rows]
-    blobs = ctx.blobs.put_small_many(payloads)
+    datum_inputs = [json.loads(r["inputs"]) for r in rows]
+    payloads = [meta_json(job.project, job.pipeline, r, i) for r, i in zip(rows, datum_inputs, strict=True)]
     entries: list[Entry] = []
-    for row, payload, blob in zip(rows, payloads, blobs, strict=True):
+    for row, inputs in zip(rows, datum_inputs, strict=True):
         datum_id = row["datum_id"]
-        entries.append(Entry(f"/meta/{datum_id}/meta", blob, len(payload), datum_id))
-        for inp in json.loads(row["inputs"]):
+        for inp in inputs:
             for e in input_files.entries(inp):
                 entries.append(Entry(f"/pfs/{datum_id}/{inp['name']}{e.path}", e.blob, e.size, datum_id))
         for path, blob_out, size in outputs.get(datum_id, ()):
             entries.append(Entry(f"/pfs/{datum_id}/out{path}", blob_out, size, datum_id))
+    # Stored last: nothing can fail between pinning the blobs and handing them to the caller.
+    blobs = ctx.blobs.put_small_many(payloads)
+    for row, payload, blob in zip(rows, payloads, blobs, strict=True):
+        entries.append(Entry(f"/meta/{row['datum_id']}/meta", blob, len(payload), row["datum_id"]))
     unique = {e.path: e for e in entries}  # two inputs naming one path: one file, as on disk
     return [unique[p] for p in sorted(unique)], blobs

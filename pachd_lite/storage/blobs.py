@@ -145,7 +145,11 @@ class BlobStore:
         rows: dict[str, bytes] = {}
         files: dict[str, bytes] = {}
         for data, digest in zip(datas, digests, strict=True):
-            if digest in rows or digest in files or self._pin_if_stored(digest):
+            if digest in rows or digest in files:  # again in this batch: pinned once per occurrence,
+                with self._lock:  # as the caller releases each
+                    self._pin(digest)
+                continue
+            if self._pin_if_stored(digest):
                 continue
             (rows if len(data) <= SMALL_BLOB_MAX else files)[digest] = data
         if rows:

@@ -56,3 +56,15 @@ def test_collection_removes_unreferenced_small_blobs_but_not_pinned_or_reference
     assert store.exists(keep) and store.exists(pinned) and not store.exists(drop)
     store.close()
     assert not BlobStore(tmp_path).exists(drop)  # gone on disk, not only from memory
+
+
+def test_content_given_twice_in_a_batch_is_pinned_for_each(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    first, again = store.put_small_many([b"skipped twice", b"skipped twice"])
+    assert first == again
+    store.release(first)  # one of its two references is recorded; the other writer still holds it
+
+    assert store.collect_garbage(set(), read_at=time.monotonic()) == (0, 0, 1)
+    store.release(again)
+    assert store.collect_garbage(set(), read_at=time.monotonic())[0] == 1
+    store.close()
