@@ -16,6 +16,7 @@ from pachd_lite.api.fastpath import RawAddFile, parse_modify_file
 from pachd_lite.errors import InvalidArgument
 from pachd_lite.pfs import branches, commit_sets, commits, files, projects, repos
 from pachd_lite.pfs.model import PfsContext
+from pachd_lite.protojson import is_set
 
 GET_FILE_CHUNK = 19 * 1024 * 1024
 TAR_FLUSH = 4 * 1024 * 1024
@@ -212,8 +213,7 @@ class PfsApi:
     # --- branches ----------------------------------------------------------------------
     def CreateBranch(self, req: pfs.CreateBranchRequest, context: Any) -> Empty:
         head = cv.commit_ref(req.head) if cv.has_commit(req.head) else None
-        given = req.trigger is not None and betterproto.serialized_on_wire(req.trigger)
-        trigger = req.trigger.to_json() if given else ""
+        trigger = req.trigger.to_json() if is_set(req.trigger) else ""
         branches.create_branch(
             self.ctx, cv.branch_ref(req.branch), head, [cv.branch_ref(b) for b in req.provenance], trigger
         )

@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import betterproto
 from betterproto.lib.google.protobuf import Empty
 from pachyderm_sdk.api import pfs, pps
 
@@ -23,6 +22,7 @@ from pachd_lite.pps.input_checks import refuse_cron_input
 from pachd_lite.pps.logs import LogStore
 from pachd_lite.pps.restarts import RunningDatums
 from pachd_lite.pps.spec import parse_create_pipeline_request
+from pachd_lite.protojson import is_set
 
 DEFAULT_SINCE = 24 * 3600
 
@@ -39,10 +39,10 @@ def _pipeline_msg(project: str, name: str) -> pps.Pipeline:
 
 
 class PpsApi:
-    def __init__(self, ctx: PfsContext, logs: LogStore, running: RunningDatums | None = None) -> None:
+    def __init__(self, ctx: PfsContext, logs: LogStore, running: RunningDatums) -> None:
         self.ctx = ctx
         self.logs = logs
-        self.running = running or RunningDatums()  # the scheduler's: RestartDatum cancels them
+        self.running = running  # the scheduler's: RestartDatum cancels them
 
     # --- conversions ---------------------------------------------------------------------
     def pipeline_info(self, record: pipelines.PipelineRecord) -> pps.PipelineInfo:
@@ -318,8 +318,8 @@ class PpsApi:
     def ListDatum(self, req: pps.ListDatumRequest, context: Any) -> Iterator[pps.DatumInfo]:
         if req.input is not None and (req.input.pfs is not None and req.input.pfs.repo or req.input.cross
                                       or req.input.union or req.input.join or req.input.group
-                                      or betterproto.serialized_on_wire(req.input.cron)):  # fmt: skip
-            if req.job is not None and betterproto.serialized_on_wire(req.job):
+                                      or is_set(req.input.cron)):  # fmt: skip
+            if is_set(req.job):
                 raise Unknown("cannot specify both job and input")
             refuse_cron_input(req.input)
             yield from self._dry_run_datums(req.input)

@@ -20,9 +20,9 @@ import betterproto
 from pachyderm_sdk.api import pps
 
 from pachd_lite.errors import Unknown
+from pachd_lite.pps.spec import input_kinds
 
 DEFAULT_BATCH = 100  # pachd's DefaultDatumBatchSize
-_KINDS = ("pfs", "cross", "union", "join", "group", "cron")
 
 T = TypeVar("T")
 
@@ -61,7 +61,7 @@ def stream_datums(
 
 def check_input(inp: pps.Input) -> None:
     """pachd's refusals before making datums: cron inputs, inputs with no type set."""
-    kinds = [k for k in _KINDS if _has(getattr(inp, k))]
+    kinds = input_kinds(inp)
     if not kinds:
         raise Unknown(f"streaming iterate: unrecognized input type: {inp.to_json()}")
     if kinds[0] == "cron":
@@ -72,9 +72,3 @@ def check_input(inp: pps.Input) -> None:
     if kinds[0] != "pfs":
         for child in getattr(inp, kinds[0]):
             check_input(child)
-
-
-def _has(value: object) -> bool:
-    if isinstance(value, list):
-        return bool(value)
-    return value is not None and bool(betterproto.serialized_on_wire(value))

@@ -43,11 +43,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-import betterproto
 from pachyderm_sdk.api import pps
 
 # the glob dialect lives in pfs.glob (GlobFile uses it too); re-exported for this module's users
 from pachd_lite.pfs.glob import GlobSyntaxError, clean_glob, compile_glob, glob_replace
+from pachd_lite.protojson import is_set
 
 __all__ = [
     "Datum",
@@ -206,12 +206,6 @@ def cron_as_pfs_input(cron: pps.CronInput, project: str = "default") -> pps.PfsI
     )
 
 
-def _has(msg: object) -> bool:
-    if msg is None:
-        return False
-    return bool(betterproto.serialized_on_wire(msg)) or bool(msg)
-
-
 def compute_datums(
     input: pps.Input,
     list_matches: Callable[[PfsInputRef, str], list[Match]],
@@ -245,7 +239,7 @@ def _rows(
     def _sub(children: list[pps.Input]) -> list[list[Row]]:
         return [_rows(c, list_matches, commit_of, project) for c in children]
 
-    if _has(input.pfs):
+    if is_set(input.pfs):
         return _pfs_rows(input.pfs, list_matches, commit_of, project)
     if input.cross:
         return [
@@ -257,7 +251,7 @@ def _rows(
         return _join(_sub(input.join))
     if input.group:
         return _group(_sub(input.group))
-    if _has(input.cron):
+    if is_set(input.cron):
         return _pfs_rows(cron_as_pfs_input(input.cron, project), list_matches, commit_of, project)
     raise ValueError("input has no pfs, cross, union, join or group")
 

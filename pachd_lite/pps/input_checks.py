@@ -8,10 +8,10 @@ Public API:
 
 from __future__ import annotations
 
-import betterproto
 from pachyderm_sdk.api import pps
 
 from pachd_lite.errors import Unknown
+from pachd_lite.pps.spec import cron_inputs
 
 __all__ = ["refuse_cron_input"]
 
@@ -19,7 +19,5 @@ CRON_LIST_ERROR = "can't list datums with a cron input, there will be no datums 
 
 
 def refuse_cron_input(inp: pps.Input) -> None:
-    for child in (*inp.cross, *inp.join, *inp.group, *inp.union):  # pachd visits the root last
-        refuse_cron_input(child)
-    if inp.cron is not None and betterproto.serialized_on_wire(inp.cron):
+    if cron_inputs(inp):
         raise Unknown(CRON_LIST_ERROR)

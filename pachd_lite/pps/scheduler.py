@@ -34,10 +34,9 @@ class Scheduler:
         max_parallelism: int = 0,
         auth_token: str = "",
         run_as: RunAs | None = None,
-        running: RunningDatums | None = None,
     ):
         self.ctx = ctx
-        self.running = running or RunningDatums()  # the datums RestartDatum can cancel
+        self.running = RunningDatums()  # the datums RestartDatum can cancel
         self.logs = logs
         self.pachd_address = pachd_address
         self.auth_token = auth_token

@@ -8,7 +8,6 @@ from typing import Any
 from pachd_lite.pfs.model import PfsContext, PipelineMetadataStore
 from pachd_lite.pps import jobs, pipelines
 from pachd_lite.pps.logs import LogStore
-from pachd_lite.pps.restarts import RunningDatums
 from pachd_lite.pps.run_as import RunAs
 from pachd_lite.pps.scheduler import Scheduler
 
@@ -26,7 +25,7 @@ class PpsService:
             raise SystemExit(f"pachd-lite: {e}") from None
         self.scheduler = Scheduler(
             ctx, self.logs, (host, config.port), config.max_parallelism, auth_token=config.auth_token,
-            run_as=run_as, running=RunningDatums(),
+            run_as=run_as,
         )  # fmt: skip
 
     def set_port(self, port: int) -> None:

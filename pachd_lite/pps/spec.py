@@ -219,7 +219,8 @@ def secret_refs(req: pps.CreatePipelineRequest) -> list[tuple[str, str, str]]:
 _INPUT_KINDS = ("pfs", "cross", "union", "join", "group", "cron")
 
 
-def _input_kinds(inp: pps.Input) -> list[str]:
+def input_kinds(inp: pps.Input) -> list[str]:
+    """The kinds set on ``inp`` (pfs, cross, union, join, group, cron), in that order."""
     kinds = []
     for kind in _INPUT_KINDS:
         value = getattr(inp, kind)
@@ -229,7 +230,7 @@ def _input_kinds(inp: pps.Input) -> list[str]:
 
 
 def _validate_input(inp: pps.Input, path: str) -> None:
-    kinds = _input_kinds(inp)
+    kinds = input_kinds(inp)
     if not kinds:
         raise SpecError(f"{path}: no input set (set one of pfs, cross, union, join, group)", path)
     if len(kinds) > 1:
