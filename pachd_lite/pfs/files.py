@@ -22,33 +22,28 @@ from pachd_lite.pfs.file_reads import (
     walk_file,
 )
 from pachd_lite.pfs.host_trees import (
-    ingest_tree,
     materialise,
     materialise_commit,
     replace_commit_files,
     write_tree_to_commit,
 )
 from pachd_lite.pfs.layers import Entry
-from pachd_lite.pfs.modify_file import ModifyFileSession, delete_path, put_file
-from pachd_lite.pfs.snapshots import Snapshot, glob_snapshot, load_entries, snapshot, snapshot_of_row
+from pachd_lite.pfs.modify_file import ModifyFileSession
+from pachd_lite.pfs.snapshots import glob_snapshot, load_entries, snapshot, snapshot_of_row
 
 __all__ = [
     "Entry",
     "ModifyFileSession",
-    "Snapshot",
-    "delete_path",
     "diff_file",
     "file_for_read",
     "find_commits",
     "glob_files",
     "glob_snapshot",
-    "ingest_tree",
     "inspect_file",
     "list_file",
     "load_entries",
     "materialise",
     "materialise_commit",
-    "put_file",
     "replace_commit_files",
     "snapshot",
     "snapshot_of_row",
