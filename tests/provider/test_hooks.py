@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import yaml
 
+from pachflow.exceptions import ConfigurationError
 from pachflow.hooks.mlflow import MLflowHook
 from pachflow.hooks.pachyderm import PachydermConnectionError, PachydermHook, parse_pachd_address
 from tests.fixtures.airflow import airflow_connections, pachyderm_conn
@@ -59,6 +60,15 @@ def test_tls_extra_as_string_and_project_override():
         from_conn = PachydermHook()
         assert from_conn.project == "p" and from_conn.project_is_explicit
         assert from_conn.endpoint.project_from == "the 'project' extra of connection 'pachyderm_default'"
+
+
+def test_a_tls_extra_that_is_not_a_bool_names_the_connection():
+    conn = {"conn_type": "pachyderm", "host": "h", "extra": {"tls": "maybe"}}
+    with airflow_connections(pachyderm_default=conn):
+        with pytest.raises(
+            ConfigurationError, match="connection 'pachyderm_default' extra tls must be true or false"
+        ):
+            _ = PachydermHook().endpoint
 
 
 def test_without_a_project_anywhere_the_project_is_pachds_default_and_not_explicit():

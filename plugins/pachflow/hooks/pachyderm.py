@@ -144,13 +144,14 @@ class PachydermHook(BaseHook):
         extra = conn.extra_dejson
         project = self._project_override or extra.get("project") or DEFAULT_PROJECT
         project_from = self._project_from(extra)
+        tls = as_bool(f"connection {self.pachyderm_conn_id!r} extra tls", extra.get("tls"))
         token = conn.password or None
         if extra.get("kubernetes_conn_id"):
             host, port = self._resolve_kubernetes_service(extra)
             return PachdEndpoint(
                 host=host,
                 port=port,
-                tls=as_bool("connection extra tls", extra.get("tls")),
+                tls=tls,
                 auth_token=token,
                 project=project,
                 source=f"connection {self.pachyderm_conn_id!r} via Kubernetes {extra['kubernetes_conn_id']!r}",
@@ -158,7 +159,7 @@ class PachydermHook(BaseHook):
             )
         if not conn.host:
             raise PachydermConnectionError(f"Airflow connection {self.pachyderm_conn_id!r} has no host")
-        host, port, tls = conn.host, conn.port, as_bool("connection extra tls", extra.get("tls"))
+        host, port = conn.host, conn.port
         if "://" in host:  # a full address typed into the host field
             host, parsed_port, parsed_tls = parse_pachd_address(host)
             port, tls = port or parsed_port, tls or parsed_tls

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from pachflow.exceptions import PachydermConnectionError
+from pachflow.exceptions import PachydermConnectionError, one_line
 
 TASK_RETRY_SECONDS = 30.0  # how long a task's pachd calls retry while pachd is unreachable
 F = TypeVar("F", bound=Callable[..., Any])
@@ -23,7 +23,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def unreachable_reason(err: BaseException, conn_id: str | None = None) -> str | None:
     """The failure message when ``err`` means pachd or MLflow could not be reached, else None."""
-    from pachflow.exceptions import one_line
     from pachflow.hooks.pachyderm import is_transient
 
     if isinstance(err, PachydermConnectionError):
