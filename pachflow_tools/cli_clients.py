@@ -189,27 +189,23 @@ def check_mlflow_reachable(uri: str, timeout: float) -> None:
 
 def failure_line(command: str, err: BaseException, args: argparse.Namespace) -> str:
     """What ``pachflow <command>`` prints for ``err`` instead of a traceback: our own errors and
-    bad values as they are, a service's answer naming the service; anything else is re-raised."""
+    bad values as they are, a service's answer naming the service (MLflow or pachd) and where it
+    was reached; anything else is re-raised."""
     from pachflow.exceptions import PachflowError
 
     if isinstance(err, PachflowError | ValueError | ConnectionError):
         return f"pachflow {command}: {err}"
-    return f"pachflow {command}: {describe_error(err, args)}"
-
-
-def describe_error(err: BaseException, args: argparse.Namespace) -> str:
-    """One line naming the service that failed (MLflow or pachd) and its answer."""
-    import grpc
+    import grpc  # only now: importing MLflow costs seconds
     from mlflow.exceptions import MlflowException
 
     if isinstance(err, MlflowException):
         where = args.tracking_uri or f"connection {args.mlflow_conn_id!r}"
         message = str(err.message if hasattr(err, "message") else err).splitlines()[0]
-        return f"MLflow ({where}): {message}"
+        return f"pachflow {command}: MLflow ({where}): {message}"
     if isinstance(err, grpc.RpcError) and hasattr(err, "code"):
         where = args.pachd_address or f"connection {args.pachyderm_conn_id!r}"
         hint = f"; {LOCAL_HINT}" if getattr(args, "local_stack", False) else ""
-        return f"pachd ({where}): {err.code().name}: {err.details()}{hint}"
+        return f"pachflow {command}: pachd ({where}): {err.code().name}: {err.details()}{hint}"
     raise err
 
 

@@ -33,18 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_commit(text: str) -> tuple[str | None, str, str]:
-    """``[project/]repo@id`` -> (project, repo, id)."""
-    return parse_commit_ref(text, "--commit")
-
-
 def main(argv: list[str] | None = None) -> int:
     from pachflow.lineage import lineage_for_commit, lineage_for_run, render_tree
 
     args = build_parser().parse_args(argv)
     try:
         if args.commit:
-            project, repo, commit_id = parse_commit(args.commit)
+            project, repo, commit_id = parse_commit_ref(args.commit, "--commit")
             if project:
                 args.project = project
         mlflow_client, _ = cli_clients.mlflow(args)

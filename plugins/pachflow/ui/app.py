@@ -52,11 +52,11 @@ def classify(err: BaseException) -> Failure:
     """Map an error of a lookup or rollback to a status and a message (no traceback, no secrets)."""
     import grpc
 
-    from pachflow.exceptions import ConfigurationError, PachydermConnectionError, RollbackError
+    from pachflow.exceptions import ConfigurationError, PachydermConnectionError, RollbackError, one_line
 
     if isinstance(err, Failure):
         return err
-    text = scrub_text(_message(err))
+    text = scrub_text(one_line(err))
     if isinstance(err, BadQuery | ConfigurationError):
         return Failure(400, text)
     if isinstance(err, RollbackError):
@@ -87,12 +87,6 @@ def classify(err: BaseException) -> Failure:
         return Failure(502, f"MLflow: {text}")
     log.exception("pachflow lineage view failed")
     return Failure(500, f"internal error ({type(err).__name__}); the API server log has the details")
-
-
-def _message(err: BaseException) -> str:
-    message = getattr(err, "message", None) or str(err)
-    text = str(message).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 # -- authorization -------------------------------------------------------------------------------
