@@ -45,7 +45,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.pachd_disk import DiskSampler, disk_breakdown  # noqa: E402
+from benchmarks.pachd_disk import DiskSampler, disk_breakdown, files_under  # noqa: E402
 from benchmarks.stages import run_measured  # noqa: E402
 from spark_jobs.generate import PAYSIM_ROWS, GenerateConfig  # noqa: E402
 
@@ -119,14 +119,9 @@ def disk_bytes(root: Path, shared_with_outside: bool = False) -> int:
     e.g. an input stored without a copy), which cost no disk beyond that input.
     """
     links: dict[tuple[int, int], list[int]] = {}  # inode -> [names seen, st_nlink, bytes]
-    for dirpath, _, names in os.walk(root):
-        for name in names:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except OSError:
-                continue
-            seen = links.setdefault((st.st_dev, st.st_ino), [0, st.st_nlink, st.st_blocks * 512])
-            seen[0] += 1
+    for _, st in files_under([root]):
+        seen = links.setdefault((st.st_dev, st.st_ino), [0, st.st_nlink, st.st_blocks * 512])
+        seen[0] += 1
     return sum(size for count, nlink, size in links.values() if not shared_with_outside or nlink > count)
 
 

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from pachd_lite.pps.sandboxes import POINTER
+
 MB = 2**20
 DATABASE = "metadata database"
 SMALL_BLOBS = "small blobs (datum meta)"
@@ -26,7 +28,8 @@ GARBAGE = "unreferenced blobs (not collected yet)"
 OTHER = "other"
 
 
-def _files(roots: Iterable[Path]) -> Iterable[tuple[Path, os.stat_result]]:
+def files_under(roots: Iterable[Path]) -> Iterable[tuple[Path, os.stat_result]]:
+    """Every file under ``roots`` with its lstat (files removed while walking are left out)."""
     for root in roots:
         for dirpath, _, names in os.walk(root):
             for name in names:
@@ -40,7 +43,7 @@ def _files(roots: Iterable[Path]) -> Iterable[tuple[Path, os.stat_result]]:
 def allocated_bytes(roots: Iterable[Path]) -> int:
     """Bytes allocated to the files under ``roots``, each inode once."""
     seen: dict[tuple[int, int], int] = {}
-    for _, st in _files(roots):
+    for _, st in files_under(roots):
         seen[(st.st_dev, st.st_ino)] = st.st_blocks * 512
     return sum(seen.values())
 
@@ -71,7 +74,7 @@ def disk_breakdown(root: Path) -> dict[str, float]:
     owners = blob_owners(root / "pachd.sqlite")
     sizes: dict[str, int] = {}
     seen: set[tuple[int, int]] = set()
-    for path, st in _files([root]):
+    for path, st in files_under([root]):
         if (st.st_dev, st.st_ino) in seen:
             continue
         seen.add((st.st_dev, st.st_ino))
@@ -93,7 +96,7 @@ def disk_breakdown(root: Path) -> dict[str, float]:
 def sandbox_area(root: Path) -> Path | None:
     """The folder of this server start's sandboxes, as recorded in the root (None before it starts)."""
     try:
-        area = Path((root / "sandboxes.path").read_text().strip())
+        area = Path((root / POINTER).read_text().strip())
     except OSError:
         return None
     return area if area.is_dir() else None
