@@ -28,8 +28,9 @@ from pachyderm_sdk.api import pps
 from pachd_lite import cronspec
 from pachd_lite.errors import NotFound, Unknown
 from pachd_lite.pfs import files
-from pachd_lite.pfs.model import CommitRef, PfsContext, RepoRef
+from pachd_lite.pfs.model import CommitRef, PfsContext
 from pachd_lite.pps import pipelines
+from pachd_lite.pps.datums import cron_repo
 from pachd_lite.pps.spec import cron_inputs
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def write_tick(ctx: PfsContext, project: str, cron: pps.CronInput, when: datetim
     """One tick commit on the cron repo's master (pachd's cronTick)."""
     session = files.ModifyFileSession(ctx)
     try:
-        session.set_commit(CommitRef(RepoRef(cron.project or project, cron.repo), branch="master"))
+        session.set_commit(CommitRef(cron_repo(cron, project), branch="master"))
         if cron.overwrite:
             session.delete("/")
         session.add_raw("/" + tick_name(when), b"")
@@ -70,9 +71,7 @@ def latest_tick(ctx: PfsContext, project: str, cron: pps.CronInput) -> datetime:
     """The later of `start` and the newest tick file in the repo (pachd's getLatestCronTime)."""
     start = cron.start.astimezone(UTC)
     try:
-        infos = files.list_file(
-            ctx, CommitRef(RepoRef(cron.project or project, cron.repo), branch="master"), "/"
-        )
+        infos = files.list_file(ctx, CommitRef(cron_repo(cron, project), branch="master"), "/")
     except NotFound:  # no tick yet: the branch has no commit
         return start
     ticks = [t for t in (parse_tick_name(i.path.strip("/")) for i in infos) if t is not None]

@@ -27,6 +27,7 @@ Public API (stable; the PPS core calls it):
         in place and returns it. normalize_pfs_input(pfs, project) is the same on a copy.
     apply_cron_input_defaults(cron, pipeline, project, now) -> pps.CronInput  pachd's cron input
         defaults (repo `<pipeline>_<name>`, project, start = now), in place.
+    cron_repo(cron, project) -> RepoRef  the repo a cron input's ticks go to
     cron_as_pfs_input(cron, project) -> pps.PfsInput  what a cron input reads: its repo's master
         with glob "/*", named by the input (pachd's datum.createCron).
 
@@ -47,6 +48,7 @@ from pachyderm_sdk.api import pps
 
 # the glob dialect lives in pfs.glob (GlobFile uses it too); re-exported for this module's users
 from pachd_lite.pfs.glob import GlobSyntaxError, clean_glob, compile_glob, glob_replace
+from pachd_lite.pfs.model import RepoRef
 from pachd_lite.protojson import is_set
 
 __all__ = [
@@ -64,6 +66,7 @@ __all__ = [
     "apply_cron_input_defaults",
     "apply_pfs_input_defaults",
     "cron_as_pfs_input",
+    "cron_repo",
     "normalize_pfs_input",
 ]
 
@@ -199,11 +202,15 @@ def apply_cron_input_defaults(
     return cron
 
 
+def cron_repo(cron: pps.CronInput, project: str = "default") -> RepoRef:
+    """The repo a cron input's ticks are committed to (``project``: the pipeline's)."""
+    return RepoRef(cron.project or project, cron.repo)
+
+
 def cron_as_pfs_input(cron: pps.CronInput, project: str = "default") -> pps.PfsInput:
     """The PFS input a cron input is read as: its repo's master, glob "/*", named by the input."""
-    return pps.PfsInput(
-        name=cron.name, project=cron.project or project, repo=cron.repo, branch="master", glob="/*"
-    )
+    repo = cron_repo(cron, project)
+    return pps.PfsInput(name=cron.name, project=repo.project, repo=repo.name, branch="master", glob="/*")
 
 
 def compute_datums(

@@ -23,7 +23,7 @@ from pachd_lite.pfs.model import META, SPEC, USER, BranchRef, PfsContext, RepoRe
 from pachd_lite.pfs.names import new_commit_set_id, new_id
 from pachd_lite.pps import jobs
 from pachd_lite.pps import secrets as pipeline_secrets
-from pachd_lite.pps.datums import cron_as_pfs_input, normalize_pfs_input
+from pachd_lite.pps.datums import cron_repo, normalize_pfs_input
 from pachd_lite.pps.spec import (
     apply_defaults,
     cron_inputs,
@@ -142,8 +142,7 @@ def input_branches(spec: pps.CreatePipelineRequest) -> list[BranchRef]:
             p = normalize_pfs_input(inp.pfs, spec.pipeline.project.name)
             out[BranchRef(RepoRef(p.project, p.repo, p.repo_type), p.branch)] = None
         if inp.cron is not None and inp.cron.repo:
-            p = cron_as_pfs_input(inp.cron, spec.pipeline.project.name)
-            out[BranchRef(RepoRef(p.project, p.repo), p.branch)] = None
+            out[BranchRef(cron_repo(inp.cron, spec.pipeline.project.name), "master")] = None
         for child in [*inp.cross, *inp.union, *inp.join, *inp.group]:
             walk(child)
 
@@ -152,7 +151,7 @@ def input_branches(spec: pps.CreatePipelineRequest) -> list[BranchRef]:
 
 
 def _cron_repos(spec: pps.CreatePipelineRequest) -> list[RepoRef]:
-    return [RepoRef(c.project or spec.pipeline.project.name, c.repo) for c in cron_inputs(spec.input)]
+    return [cron_repo(c, spec.pipeline.project.name) for c in cron_inputs(spec.input)]
 
 
 def create_pipeline(
