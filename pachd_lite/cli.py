@@ -67,7 +67,6 @@ def print_rpcs() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "rpcs":
-        logging.basicConfig(level=logging.ERROR, stream=sys.stderr)  # the throwaway server's start lines
         print_rpcs()
         return 0
     logging.basicConfig(

@@ -1,7 +1,7 @@
 """pachd_lite/README.md's "What pachd-lite does not serve" table matches what the server serves.
 
-The unserved set is computed from a real PachdLite's adapters (``server.unserved_rpcs``) and
-checked over the wire against a running pachd-lite, so neither the table nor the computation
+The unserved set is computed from the adapter classes a PachdLite builds (``server.unserved_rpcs``;
+the server refuses to start if they differ) and checked over the wire against a running pachd-lite, so neither the table nor the computation
 can drift from what clients get.
 """
 
