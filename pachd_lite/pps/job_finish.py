@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 
-from pachd_lite.pfs import commits, files
+from pachd_lite.pfs import files
 from pachd_lite.pfs.layers import Entry
 from pachd_lite.pfs.model import PfsContext
 from pachd_lite.pps import datum_meta, jobs
@@ -59,14 +59,8 @@ def finish_job(
                 files.replace_commit_files(conn, out_row["id"], entries)
             if meta_row is not None and meta_row["finished"] is None:
                 files.replace_commit_files(conn, meta_row["id"], meta_entries)
-            if reason:
-                jobs.end_job(ctx, conn, current, jobs.FAILURE, reason)
-                return ctx.redact(reason)
-            for row in (out_row, meta_row):
-                if row is not None and row["finished"] is None:
-                    commits.finish_commit_row(ctx, conn, row["id"])
-            jobs.set_state(conn, current, jobs.SUCCESS, "", finished=time.time())
-            return ""
+            jobs.end_job(ctx, conn, current, jobs.FAILURE if reason else jobs.SUCCESS, reason)
+            return ctx.redact(reason)
     finally:
         for blob in blobs:
             ctx.blobs.release(blob)
@@ -75,12 +69,11 @@ def finish_job(
 def _mark_finishing(conn, job: jobs.JobRecord) -> None:
     """The job's open output and meta commits are FINISHING (InspectCommit shows it)."""
     now = time.time()
-    for row in (jobs.output_commit_row(conn, job), jobs.meta_commit_row(conn, job)):
-        if row is not None and row["finished"] is None:
-            conn.execute(
-                "UPDATE commits SET finishing = COALESCE(finishing, ?), updated_at = ? WHERE id = ?",
-                (now, now, row["id"]),
-            )
+    for row in jobs.open_commit_rows(conn, job):
+        conn.execute(
+            "UPDATE commits SET finishing = COALESCE(finishing, ?), updated_at = ? WHERE id = ?",
+            (now, now, row["id"]),
+        )
 
 
 def merge_outputs(rows) -> tuple[list[Entry], str]:

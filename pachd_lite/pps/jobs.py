@@ -189,14 +189,20 @@ def set_state(
     job.state = state
 
 
+def open_commit_rows(conn: sqlite3.Connection, job: JobRecord) -> list[sqlite3.Row]:
+    """The job's output and meta commits that are not finished yet."""
+    rows = (output_commit_row(conn, job), meta_commit_row(conn, job))
+    return [row for row in rows if row is not None and row["finished"] is None]
+
+
 def end_job(ctx: PfsContext, conn: sqlite3.Connection, job: JobRecord, state: int, reason: str) -> None:
-    """Put a job in a terminal non-success state and finish its output and meta commits with the reason."""
-    now = time.time()
+    """Put a job in a terminal state and finish its open output and meta commits: with the reason as
+    their error unless the job succeeded."""
     reason = ctx.redact(reason)
-    set_state(conn, job, state, reason, finished=now)
-    for row in (output_commit_row(conn, job), meta_commit_row(conn, job)):
-        if row is not None and row["finished"] is None:
-            commits.finish_commit_row(ctx, conn, row["id"], error=reason or "job failed")
+    set_state(conn, job, state, reason, finished=time.time())
+    error = "" if state == SUCCESS else reason or "job failed"
+    for row in open_commit_rows(conn, job):
+        commits.finish_commit_row(ctx, conn, row["id"], error=error)
 
 
 def kill_unfinished(
