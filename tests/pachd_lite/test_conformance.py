@@ -849,15 +849,15 @@ def test_job_is_finishing_while_its_output_commit_is_finished(pachd_client):
     src/server/pps/server/transaction_defer.go (JobFinisher: a FINISHING job becomes JOB_SUCCESS
     once its output commit is finished). InspectJob shows RUNNING, then FINISHING, then SUCCESS;
     the output commit was FINISHING before FINISHED. (pachd's SubscribeJob sends each job once,
-    api_server.go, so it is not the place to watch states.) 300 datums make writing their meta
-    long enough (a tenth of a second or so) to be seen by polling."""
+    api_server.go, so it is not the place to watch states.) 1,000 datums make finishing long
+    enough to be seen by polling: 35-45 ms here (300 gave 10-15 ms, missed by one poll in 15)."""
     data, name = create_repo(pachd_client, "data"), unique_name("finishing")
     code = "from pachyderm_sdk import batch_all_datums\n@batch_all_datums\ndef main():\n    pass\nmain()\n"
     create_pipeline(
         pachd_client, name, {"pfs": {"repo": data, "glob": "/*"}}, [],
         transform={"cmd": [PY, "-c", code], "datumBatching": True},
     )  # fmt: skip
-    commit = put(pachd_client, data, {f"/f{i:03d}": str(i).encode() for i in range(300)})
+    commit = put(pachd_client, data, {f"/f{i:04d}": str(i).encode() for i in range(1000)})
     job_msg = pps.Job(pipeline=pps.Pipeline(name=name), id=commit.id)
     states: list[pps.JobState] = []
     deadline = time.monotonic() + 120
@@ -866,7 +866,6 @@ def test_job_is_finishing_while_its_output_commit_is_finished(pachd_client):
         state = pachd_client.pps.inspect_job(job=job_msg).state
         if not states or states[-1] != state:
             states.append(state)
-        time.sleep(0.005)  # FINISHING lasts ~0.1 s here: poll often, without spinning
     assert states[-3:] == [pps.JobState.JOB_RUNNING, pps.JobState.JOB_FINISHING, pps.JobState.JOB_SUCCESS], (
         states
     )
