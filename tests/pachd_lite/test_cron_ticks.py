@@ -6,24 +6,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from pachd_lite.pfs import files
 from pachd_lite.pfs.model import CommitRef, RepoRef
 from pachd_lite.pps import cron, pipelines
 from pachd_lite.pps.spec import parse_create_pipeline_request
-from pachd_lite.server import open_context
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def ctx(tmp_path: Path):
-    ctx = open_context(tmp_path / "root")
-    yield ctx
-    ctx.db.close()
 
 
 def _pipeline(ctx, name: str, **cron_fields) -> RepoRef:

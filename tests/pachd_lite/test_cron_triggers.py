@@ -6,23 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
-
-import pytest
 
 from pachd_lite.pfs import branches, commits, repos
 from pachd_lite.pfs.model import BranchRef, RepoRef
 from pachd_lite.pfs.triggers import POLL, CronTriggers
-from pachd_lite.server import open_context
 
 TWO_DAYS = 2 * 24 * 3600.0
-
-
-@pytest.fixture
-def ctx(tmp_path: Path):
-    ctx = open_context(tmp_path / "root")
-    yield ctx
-    ctx.db.close()
 
 
 def _triggered(ctx, source: str, cron_spec: str) -> tuple[RepoRef, BranchRef]:

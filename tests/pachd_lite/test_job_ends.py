@@ -11,20 +11,16 @@ again.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 
 from pachyderm_sdk.api import pfs, pps
 
-from pachd_lite.pfs import commits, repos
-from pachd_lite.pfs.model import BranchRef, RepoRef
-from pachd_lite.pps import datum_meta, jobs, pipelines
+from pachd_lite.pps import datum_meta, jobs
 from pachd_lite.pps.job_finish import finish_job
-from pachd_lite.pps.spec import parse_create_pipeline_request
-from pachd_lite.server import open_context
 from tests.fixtures.pachd import unique_name
+from tests.pachd_lite.domain import pipeline_with_jobs
 from tests.pachd_lite.sdk_helpers import create_pipeline, create_repo, put
 
 TERMINAL = {pps.JobState.JOB_SUCCESS, pps.JobState.JOB_FAILURE, pps.JobState.JOB_KILLED}
@@ -96,31 +92,18 @@ def test_stop_job_after_a_failed_datum_kills_the_job_once(pachd_client, tmp_path
     _assert_final(pachd_client, job, ended, pid_file)
 
 
-def test_a_job_killed_after_its_last_datum_is_not_finished_as_a_success(tmp_path: Path) -> None:
+def test_a_job_killed_after_its_last_datum_is_not_finished_as_a_success(ctx) -> None:
     """The runner ends a job through ``finish_job``; a StopJob that lands between the last datum
     and that call wins: the job stays JOB_KILLED, its commits keep the kill's error, and the
     runner is told the job ended (None), so it logs "job stopped", not "job succeeded"."""
-    ctx = open_context(tmp_path / "root")
-    try:
-        ctx.new_commit_hooks.append(jobs.new_commit_hook(ctx))
-        repos.create_repo(ctx, RepoRef("default", "data"))
-        spec = {"pipeline": {"name": "late"}, "input": {"pfs": {"repo": "data", "glob": "/*"}}}
-        spec["transform"] = {"cmd": ["true"]}
-        pipelines.create_pipeline(ctx, parse_create_pipeline_request(json.dumps(spec)))
-        data = BranchRef(RepoRef("default", "data"), "master")
+    new_job = pipeline_with_jobs(ctx, "late")
 
-        def new_job() -> jobs.JobRecord:
-            commits.finish_commit(ctx, commits.start_commit(ctx, data).ref)
-            return jobs.list_jobs(ctx, "default", "late")[0]  # newest first
+    killed = new_job()
+    jobs.stop_job(ctx, "default", "late", killed.id)
+    assert finish_job(ctx, killed, datum_meta.InputFiles([], {})) is None
+    ended = jobs.get_job(ctx, "default", "late", killed.id)
+    assert ended.state == jobs.KILLED and ended.reason == "job stopped"
 
-        killed = new_job()
-        jobs.stop_job(ctx, "default", "late", killed.id)
-        assert finish_job(ctx, killed, datum_meta.InputFiles([], {})) is None
-        ended = jobs.get_job(ctx, "default", "late", killed.id)
-        assert ended.state == jobs.KILLED and ended.reason == "job stopped"
-
-        running = new_job()
-        assert finish_job(ctx, running, datum_meta.InputFiles([], {})) == ""  # not ended: succeeds
-        assert jobs.get_job(ctx, "default", "late", running.id).state == jobs.SUCCESS
-    finally:
-        ctx.db.close()
+    running = new_job()
+    assert finish_job(ctx, running, datum_meta.InputFiles([], {})) == ""  # not ended: succeeds
+    assert jobs.get_job(ctx, "default", "late", running.id).state == jobs.SUCCESS
