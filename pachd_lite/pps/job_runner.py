@@ -84,7 +84,7 @@ class JobRunner:
         self._sandboxes: dict[int, DatumSandbox] = {}  # per worker index
 
     def master_log(self, message: str) -> None:
-        self.s.logs.append(self.job.project, self.job.pipeline, self.job.id, "", message, master=True)
+        self.worker_log.master(message)
 
     # --- state checks ------------------------------------------------------------------------
     def _current(self) -> jobs.JobRecord:
@@ -295,7 +295,7 @@ class JobRunner:
 
     def _on_log(self, datum_id: str) -> Callable[[str], None]:
         def emit(line: str) -> None:
-            self.s.logs.append(self.job.project, self.job.pipeline, self.job.id, datum_id, line)
+            self.worker_log.user_line(line, datum_id)
 
         return emit
 
@@ -318,7 +318,6 @@ class JobRunner:
                         self._process_one(spec, env, datum, tries, timeout or None, resolver, index)
                     except Exception as exc:  # never lose a datum to a dead thread
                         self._machinery_failed(datum, exc)
-                self._check_killed_now_and_then()
 
         task = self.worker_log.datum_set_task(worker)
         self._run_threads([(task, (i,)) for i in range(min(workers, len(todo)))])
@@ -435,9 +434,7 @@ class JobRunner:
                         outcome_out[d.id] = self._collect(pfs_dir.parent)
 
                 def on_log(line: str, d: Datum | None) -> None:
-                    self.s.logs.append(
-                        self.job.project, self.job.pipeline, self.job.id, d.id if d else "", line
-                    )
+                    self.worker_log.user_line(line, d.id if d else "")
 
                 result = run_batched(
                     spec.transform, env, sandbox, remaining, prepare, finish, on_log,
@@ -494,11 +491,8 @@ class JobRunner:
             job = jobs.find_job(conn, self.job.project, self.job.pipeline, self.job.id)
         return job is None or job.state == jobs.KILLED or self.s.stopping
 
-    def _check_killed_now_and_then(self) -> None:
-        self.results.flush()
-
     def _end(self, state: int, reason: str) -> None:
-        self.s.logs.append(self.job.project, self.job.pipeline, self.job.id, "", reason, master=True)
+        self.master_log(reason)
         self.s.logs.flush()
         with self.ctx.db.tx() as conn:
             job = jobs.find_job(conn, self.job.project, self.job.pipeline, self.job.id)

@@ -97,6 +97,14 @@ class JobLog:
     def line(self, message: str, datum_id: str = "") -> None:
         self.store.append(self.project, self.pipeline, self.job_id, datum_id, message, user=False)
 
+    def user_line(self, message: str, datum_id: str = "") -> None:
+        """A line the user code printed."""
+        self.store.append(self.project, self.pipeline, self.job_id, datum_id, message)
+
+    def master(self, message: str) -> None:
+        """A line of the job's master (GetLogs with ``master``)."""
+        self.store.append(self.project, self.pipeline, self.job_id, "", message, master=True)
+
     def describe(self, datum: Datum) -> None:
         """Record ``datum``'s input files: every line with its id is read with them (``data``)."""
         self.store.describe_datum(self.project, self.pipeline, self.job_id, datum.id, files_of(datum))
