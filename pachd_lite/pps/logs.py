@@ -235,8 +235,14 @@ class LogStore:
             args.append(since)
         condition = " AND ".join(where)
 
+        matched: dict[DatumFiles, bool] = {}  # a datum's lines share its files: match them once
+
         def wanted(line: LogLine) -> bool:
-            return not data_filters or match_datum(data_filters, line.data)
+            if not data_filters:
+                return True
+            if line.data not in matched:
+                matched[line.data] = match_datum(data_filters, line.data)
+            return matched[line.data]
 
         last_id = 0
         if tail:
