@@ -25,8 +25,8 @@ def create_pipeline(client, name: str, input_: dict, cmd: list[str], **extra) ->
     return client.pps.create_pipeline_v2(create_pipeline_request_json=json.dumps(spec))
 
 
-def put(client, repo: str, files: dict[str, bytes]) -> pfs.Commit:
-    with client.pfs.commit(branch=pfs.Branch.from_uri(f"{repo}@master")) as c:
+def put(client, repo: str, files: dict[str, bytes], branch: str = "master") -> pfs.Commit:
+    with client.pfs.commit(branch=pfs.Branch.from_uri(f"{repo}@{branch}")) as c:
         for path, data in files.items():
             c.put_file_from_bytes(path, data)
     return c

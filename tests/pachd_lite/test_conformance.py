@@ -376,9 +376,9 @@ def test_cron_ticks_survive_a_restart_without_repeats(pachd_factory):
 
 
 # --- branch triggers ---
-def _finished(client, repo: str, files: dict[str, bytes]) -> str:
-    """Commit ``files`` to master and wait until the commit is finished (pachd triggers fire then)."""
-    commit = put(client, repo, files)
+def _finished(client, repo: str, files: dict[str, bytes], branch: str = "master") -> str:
+    """Commit ``files`` to ``branch`` and wait until the commit is finished (pachd triggers fire then)."""
+    commit = put(client, repo, files, branch)
     client.pfs.inspect_commit(
         commit=pfs.Commit.from_uri(f"{repo}@{commit.id}"), wait=pfs.CommitState.FINISHED
     )
@@ -562,12 +562,8 @@ def test_trigger_with_provenance_is_refused_and_a_missing_source_is_not(pachd_cl
     assert (code, msg) == (grpc.StatusCode.UNKNOWN, "a branch cannot have both provenance and a trigger")
     _trigger_branch(pachd_client, repo, "staging", branch="later", commits=1)
     pachd_client.pfs.create_branch(branch=pfs.Branch.from_uri(f"{repo}@staging"))  # no trigger: kept
-    with pachd_client.pfs.commit(branch=pfs.Branch.from_uri(f"{repo}@later")) as c:
-        c.put_file_from_bytes("/a", b"a")
-    pachd_client.pfs.inspect_commit(
-        commit=pfs.Commit.from_uri(f"{repo}@{c.id}"), wait=pfs.CommitState.FINISHED
-    )
-    assert _head(pachd_client, repo, "staging") == c.id
+    later = _finished(pachd_client, repo, {"/a": b"a"}, branch="later")
+    assert _head(pachd_client, repo, "staging") == later
     info = pachd_client.pfs.inspect_branch(branch=pfs.Branch.from_uri(f"{repo}@staging"))
     assert (info.trigger.branch, info.trigger.commits) == ("later", 1)
 

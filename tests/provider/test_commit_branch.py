@@ -9,21 +9,14 @@ from pachyderm_sdk.api import pfs
 from pachflow.branches import commit_branch
 from pachflow.exceptions import LineageError, NoBranchForCommit
 from pachflow.rollback import _plan_branches
-from tests.fixtures.pachd import unique_name
+from tests.pachd_lite.sdk_helpers import create_repo, put
 
 PROJECT = "default"
 
 
-def _repo(client) -> str:
-    name = unique_name("cb")
-    client.pfs.create_repo(repo=pfs.Repo(name=name, type="user", project=pfs.Project(name=PROJECT)))
-    return name
-
-
 def _put(client, repo: str, branch: str, path: str) -> str:
-    with client.pfs.commit(branch=pfs.Branch.from_uri(f"{repo}@{branch}")) as c:
-        c.put_file_from_bytes(path, b"x")
-    return c.id
+    """A commit on ``branch`` adding ``path``; its id."""
+    return put(client, repo, {path: b"x"}, branch).id
 
 
 def _point(client, repo: str, branch: str, commit_id: str) -> None:
@@ -37,7 +30,7 @@ def _delete(client, repo: str, branch: str) -> None:
 
 
 def test_the_branch_the_commit_was_made_on(pachd_client):
-    repo = _repo(pachd_client)
+    repo = create_repo(pachd_client, "cb")
     commit = _put(pachd_client, repo, "staging", "/a")
     _point(pachd_client, repo, "master", commit)
     assert commit_branch(pachd_client, PROJECT, repo, commit) == "staging"
@@ -46,7 +39,7 @@ def test_the_branch_the_commit_was_made_on(pachd_client):
 
 
 def test_own_branch_deleted_the_branch_whose_head_it_is(pachd_client):
-    repo = _repo(pachd_client)
+    repo = create_repo(pachd_client, "cb")
     old = _put(pachd_client, repo, "staging", "/a")
     promoted = _put(pachd_client, repo, "staging", "/b")
     _point(pachd_client, repo, "master", promoted)
@@ -57,7 +50,7 @@ def test_own_branch_deleted_the_branch_whose_head_it_is(pachd_client):
 
 
 def test_own_branch_deleted_the_branch_whose_history_holds_it(pachd_client):
-    repo = _repo(pachd_client)
+    repo = create_repo(pachd_client, "cb")
     first = _put(pachd_client, repo, "tmp", "/a")
     _point(pachd_client, repo, "master", first)
     _put(pachd_client, repo, "master", "/b")
@@ -66,7 +59,7 @@ def test_own_branch_deleted_the_branch_whose_history_holds_it(pachd_client):
 
 
 def test_no_branch_or_several_is_an_error_naming_the_commit(pachd_client):
-    repo = _repo(pachd_client)
+    repo = create_repo(pachd_client, "cb")
     lost = _put(pachd_client, repo, "tmp", "/a")
     _put(pachd_client, repo, "master", "/b")  # master starts from nothing: its history lacks `lost`
     _delete(pachd_client, repo, "tmp")
@@ -83,7 +76,7 @@ def test_no_branch_or_several_is_an_error_naming_the_commit(pachd_client):
 
 
 def test_rollback_plans_the_branch_that_holds_a_source_commit(pachd_client):
-    repo = _repo(pachd_client)
+    repo = create_repo(pachd_client, "cb")
     target = _put(pachd_client, repo, "tmp", "/a")
     _point(pachd_client, repo, "master", target)
     now = _put(pachd_client, repo, "master", "/b")
