@@ -3,33 +3,25 @@ lines about each failed try — no pachd-lite line posing as user code output (r
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from airflow.exceptions import AirflowFailException
-from pachyderm_sdk.api import pfs, pps
 
 from pachflow import waiting
 from pachflow.sensors.pachyderm import PachydermCommitSensor
 from pachflow.waiting import CommitTarget
 from tests.fixtures.pachd import unique_name
+from tests.pachd_lite.sdk_helpers import create_pipeline, create_repo, job, put
 
 
 def test_failed_job_error_and_log_tail_show_the_datums_error(pachd_server):
     client = pachd_server.client()
-    raw = pfs.Repo(name=unique_name("tailraw"), type="user", project=pfs.Project(name="default"))
-    client.pfs.create_repo(repo=raw)
-    pipeline = unique_name("tail")
-    spec = {
-        "pipeline": {"name": pipeline},
-        "transform": {"cmd": ["sh", "-c", "echo 'boom: bad row 7' >&2; exit 3"]},
-        "input": {"pfs": {"repo": raw.name, "glob": "/*"}},
-        "datum_tries": 2,
-    }
-    client.pps.create_pipeline_v2(create_pipeline_request_json=json.dumps(spec))
-    with client.pfs.commit(branch=pfs.Branch(repo=raw, name="master")) as c:
-        c.put_file_from_bytes("/a.csv", b"1\n")
-    client.pps.inspect_job(job=pps.Job(pipeline=pps.Pipeline(name=pipeline), id=c.id), wait=True)
+    raw, pipeline = create_repo(client, "tailraw"), unique_name("tail")
+    create_pipeline(
+        client, pipeline, {"pfs": {"repo": raw, "glob": "/*"}},
+        ["sh", "-c", "echo 'boom: bad row 7' >&2; exit 3"], datum_tries=2,
+    )  # fmt: skip
+    c = put(client, raw, {"/a.csv": b"1\n"})
+    job(client, pipeline, c.id)
 
     event = waiting.check(
         client, CommitTarget(project="default", repo=pipeline, commit_id=c.id, pipeline=True)
