@@ -590,13 +590,14 @@ CANCELED = re.compile(
 )
 
 
-def _follow(client, job_ref: pps.Job) -> tuple[list[pps.LogMessage], threading.Thread]:
-    """Lines of ``get_logs(job=..., follow=True)``, collected by a thread (the stream never ends)."""
-    got: list[pps.LogMessage] = []
+def _collect(stream) -> tuple[list, threading.Thread]:
+    """The messages of a stream that does not end by itself (a followed log, a subscription),
+    collected by a thread until the call is cancelled or its channel closed."""
+    got: list = []
 
     def collect() -> None:
         with contextlib.suppress(grpc.RpcError):
-            got.extend(client.pps.get_logs(job=job_ref, follow=True))
+            got.extend(stream)
 
     thread = threading.Thread(target=collect, daemon=True)
     thread.start()
@@ -637,7 +638,7 @@ def test_get_logs_follow_yields_the_workers_lines_of_a_silent_job(pachd_server, 
     commit = put(pachd_client, data, {"/a": b"a", "/b": b"b"})
     job_ref = pps.Job(pipeline=pps.Pipeline(name=name), id=commit.id)
     follower = pachd_server.client()
-    got, thread = _follow(follower, job_ref)
+    got, thread = _collect(follower.pps.get_logs(job=job_ref, follow=True))
     try:
         _wait_for(lambda: sum(bool(FINISHED.match(m.message)) for m in got) == 2, "both datums' worker lines")
     finally:
@@ -946,19 +947,12 @@ def test_subscribe_job_sends_each_unfinished_job_once(pachd_server, pachd_client
     done_before = put(pachd_client, data, {"/a": b"a"})
     assert job(pachd_client, name, done_before.id).state == pps.JobState.JOB_SUCCESS
     gate.touch()
-    got: list[pps.JobInfo] = []
     with grpc.insecure_channel(f"{pachd_server.connect_host}:{pachd_server.port}") as channel:
         subscribe = channel.unary_stream(
             "/pps_v2.API/SubscribeJob", request_serializer=bytes, response_deserializer=pps.JobInfo.FromString
         )
         call = subscribe(pps.SubscribeJobRequest(pipeline=pps.Pipeline(name=name)))
-
-        def drain() -> None:
-            with contextlib.suppress(grpc.RpcError):
-                got.extend(call)
-
-        reader = threading.Thread(target=drain, daemon=True)
-        reader.start()
+        got, reader = _collect(call)
         gated = put(pachd_client, data, {"/b": b"b"})
         _wait_for(lambda: got, "the unfinished job to be sent")
         gate.unlink()
